@@ -1,0 +1,696 @@
+//! The trie-sync scheduler: go-ethereum's `trie.Sync` (spec §2), sans-IO.
+//!
+//! It knows which nodes and code are still needed to complete a root, hands them out in
+//! depth-first, path order ([`Scheduler::missing`]), takes verified blobs back
+//! ([`Scheduler::process`]), and moves an item into its memory batch only once everything
+//! below it is complete ([`Scheduler::commit`] hands the batch over). So a key present in the
+//! store always means its whole subtrie is present (DESIGN.md I2).
+//!
+//! Unlike geth, it never reads the store. Where geth asks the database "do I have this
+//! child?", the scheduler parks the child and emits a [`StoreKey`] lookup
+//! ([`Scheduler::take_lookups`]); the host answers in batches ([`Scheduler::handle_lookup`]),
+//! which suits IndexedDB's asynchronous reads. A parked child is not fetched until answered.
+//!
+//! ```text
+//!   new(root) ──▶ lookups ──host──▶ handle_lookup ──absent──▶ queue ──▶ missing() ──▶ peers
+//!                    ▲                    │present                                   │
+//!                    │                    ▼                                          ▼
+//!                 children ◀── process(blob) ◀─────────────── keccak-verified blob ◀──┘
+//!                                   │ all children complete
+//!                                   ▼
+//!                             memory batch ──▶ commit() ──▶ one atomic store write
+//! ```
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use thiserror::Error;
+
+use crate::account::{Account, AccountError};
+use crate::hash::{keccak256, DigestMap, DigestSet, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
+use crate::nibbles::Nibbles;
+use crate::node::{ChildRef, NodeChild, NodeError, TrieNode};
+use crate::store::{CommitBatch, ItemKind, StoreKey};
+
+/// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
+/// their children at once. It bounds the memory of a sync by depth rather than by state size.
+pub const DEFAULT_MAX_FETCHES_PER_DEPTH: usize = 16384;
+
+/// Nibbles in a state-trie key: the account trie's leaves are at this depth.
+pub const ACCOUNT_PATH_LEN: usize = 64;
+
+/// What kind of trie is being synced, which decides how leaves are read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncMode {
+    /// An Ethereum state: account-trie leaves are accounts whose storage trie and code are
+    /// synced too, and an account's leaf completes only after them.
+    State,
+    /// A single trie with opaque values (geth's trie sync tests).
+    Trie,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    pub mode: SyncMode,
+    pub max_fetches_per_depth: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            mode: SyncMode::State,
+            max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
+        }
+    }
+}
+
+/// A blob together with its keccak-256 hash. The only way to build one computes the hash, so
+/// the scheduler never sees data that was not checked against its key (I1).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HashedBlob {
+    hash: H256,
+    data: Vec<u8>,
+}
+
+impl HashedBlob {
+    pub fn new(data: Vec<u8>) -> HashedBlob {
+        HashedBlob {
+            hash: keccak256(&data),
+            data,
+        }
+    }
+
+    pub fn hash(&self) -> H256 {
+        self.hash
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// Something to fetch from a peer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Task {
+    pub hash: H256,
+    pub kind: ItemKind,
+    /// Where the item sits: nibbles from the account-trie root; a storage node's path is its
+    /// account's 64-nibble path followed by its path in the storage trie. Code carries its
+    /// account's path.
+    pub path: Nibbles,
+}
+
+impl Task {
+    pub fn key(&self) -> StoreKey {
+        StoreKey {
+            kind: self.kind,
+            hash: self.hash,
+        }
+    }
+
+    /// geth's `SyncPath`, as snap's `GetTrieNodes` asks for a node: `[compact(path)]` in the
+    /// account trie, `[accountHash, compact(storagePath)]` in a storage trie.
+    pub fn sync_path(&self) -> Vec<Vec<u8>> {
+        sync_path(&self.path)
+    }
+}
+
+/// geth's `NewSyncPath`: see [`Task::sync_path`].
+pub fn sync_path(path: &Nibbles) -> Vec<Vec<u8>> {
+    if path.len() < ACCOUNT_PATH_LEN {
+        return vec![path.encode_compact(false)];
+    }
+    let account = path.prefix(ACCOUNT_PATH_LEN).to_bytes().unwrap_or_default();
+    vec![account, path.suffix(ACCOUNT_PATH_LEN).encode_compact(false)]
+}
+
+/// Why a delivered blob was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// No request is pending for this hash: unrequested, or already committed.
+    #[error("not requested")]
+    NotRequested,
+    /// The request already has its data.
+    #[error("already processed")]
+    AlreadyProcessed,
+    /// The blob matches its hash but is not a trie node: the root commits to a broken trie.
+    #[error("invalid trie node {hash} at {path}: {source}")]
+    InvalidNode {
+        hash: H256,
+        path: Nibbles,
+        source: NodeError,
+    },
+    /// An account-trie leaf is not an account.
+    #[error("invalid account in node {hash} at {path}: {source}")]
+    InvalidAccount {
+        hash: H256,
+        path: Nibbles,
+        source: AccountError,
+    },
+    /// A value in the account trie whose key is not 32 bytes long.
+    #[error("node {hash} has a value at {path}, which is not an account key")]
+    ValueOffAccountPath { hash: H256, path: Nibbles },
+}
+
+/// Counters of what the scheduler has done, for progress reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Nodes and code taken by `process`.
+    pub processed: u64,
+    pub processed_bytes: u64,
+    /// Items moved into the memory batch.
+    pub committed: u64,
+    /// Lookups that found the item already stored, so its subtrie was skipped.
+    pub found_in_store: u64,
+    /// Items skipped because they were already in the memory batch.
+    pub found_in_batch: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RequestState {
+    /// Waiting for the host to say whether the store has it.
+    Checking,
+    /// In the fetch queue.
+    Queued,
+    /// Handed out by `missing`.
+    Fetching,
+    /// Processed, waiting for `deps` children to complete.
+    Waiting,
+}
+
+#[derive(Debug)]
+struct Request {
+    path: Nibbles,
+    state: RequestState,
+    /// Held from `process` until commit.
+    data: Option<Vec<u8>>,
+    /// Nodes waiting on this one; a parent appears once per reference to this item.
+    parents: Vec<H256>,
+    /// Children not yet complete.
+    deps: u32,
+    /// The depth counted in `fetches` while fetched or waiting.
+    fetch_depth: Option<usize>,
+    /// Keyspace to credit when this request commits (an account leaf's range).
+    credit_on_commit: u128,
+}
+
+#[derive(PartialEq, Eq, Debug)]
+struct QueueEntry {
+    priority: u64,
+    seq: Reverse<u64>,
+    kind: ItemKind,
+    hash: H256,
+}
+
+impl Ord for QueueEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+    }
+}
+
+impl PartialOrd for QueueEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// geth's priority (v1.9.21+): depth in the top byte, so the deepest item comes first; then
+/// the first 14 nibbles inverted, so at equal depth the smallest path comes first. The walk
+/// is therefore depth-first in path order, and completed subtries leave memory early.
+fn priority(path: &Nibbles) -> u64 {
+    let mut prio = (path.len().min(255) as u64) << 56;
+    for (i, nibble) in path.as_slice().iter().take(14).enumerate() {
+        prio |= u64::from(15 - nibble) << (52 - 4 * i);
+    }
+    prio
+}
+
+/// Fixed-point share of the keyspace: `KEYSPACE_ONE` is the whole account trie.
+pub const KEYSPACE_ONE: u128 = 1 << 124;
+
+/// The share of the keyspace under a path of `len` nibbles (zero past 31 nibbles, which no
+/// realistic account trie reaches).
+fn keyspace_share(len: usize) -> u128 {
+    if len <= 31 {
+        1 << (124 - 4 * len)
+    } else {
+        0
+    }
+}
+
+/// The scheduler. See the module documentation for the flow.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    root: H256,
+    node_reqs: DigestMap<Request>,
+    code_reqs: DigestMap<Request>,
+    queue: BinaryHeap<QueueEntry>,
+    seq: u64,
+    lookups: Vec<StoreKey>,
+    /// Requests fetched or waiting for children, per depth.
+    fetches: Vec<usize>,
+    batch: CommitBatch,
+    batch_nodes: DigestSet,
+    batch_codes: DigestSet,
+    batch_bytes: usize,
+    /// Completed share of the account keyspace, in `KEYSPACE_ONE` units.
+    completed: u128,
+    stats: SchedulerStats,
+}
+
+/// How a referenced child was handled.
+enum Child {
+    /// Already complete (in the memory batch); nothing to wait for.
+    Complete,
+    /// The parent must wait for it.
+    Pending,
+}
+
+impl Scheduler {
+    /// A scheduler for everything under `root`. The root itself is looked up first, so a
+    /// store that already holds it (a finished or resumed sync) completes at once.
+    pub fn new(root: H256, config: SchedulerConfig) -> Scheduler {
+        let mut scheduler = Scheduler {
+            config,
+            root,
+            node_reqs: DigestMap::default(),
+            code_reqs: DigestMap::default(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            lookups: Vec::new(),
+            fetches: Vec::new(),
+            batch: CommitBatch::default(),
+            batch_nodes: DigestSet::default(),
+            batch_codes: DigestSet::default(),
+            batch_bytes: 0,
+            completed: 0,
+            stats: SchedulerStats::default(),
+        };
+        if root == EMPTY_ROOT_HASH {
+            scheduler.completed = KEYSPACE_ONE;
+        } else {
+            scheduler.add_child(StoreKey::node(root), Nibbles::new(), None);
+        }
+        scheduler
+    }
+
+    pub fn root(&self) -> H256 {
+        self.root
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Requests not yet complete: being looked up, queued, fetched, or waiting for children.
+    /// The sync is done when this is zero (and the last batch is committed).
+    pub fn pending(&self) -> usize {
+        self.node_reqs.len() + self.code_reqs.len()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pending() == 0
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        self.stats
+    }
+
+    /// Entries the scheduler holds in memory: requests and queue slots. Bounded by the
+    /// per-depth cap times the fan-out, not by the size of the state (I5).
+    pub fn live_entries(&self) -> usize {
+        self.pending() + self.queue.len()
+    }
+
+    /// The completed share of the account keyspace, 0.0 to 1.0. It only grows, and is 1.0
+    /// exactly when the sync is done. The traversal is depth-first in path order, so the
+    /// share tracks the work left closely.
+    pub fn completed_fraction(&self) -> f64 {
+        if self.is_done() {
+            return 1.0;
+        }
+        (self.completed as f64 / KEYSPACE_ONE as f64).min(1.0)
+    }
+
+    /// Existence checks the host must answer with [`Scheduler::handle_lookup`], in any order.
+    /// Answer them after any commit batch handed out earlier has been written.
+    #[must_use]
+    pub fn take_lookups(&mut self) -> Vec<StoreKey> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// Whether lookups are waiting to be taken.
+    pub fn has_lookups(&self) -> bool {
+        !self.lookups.is_empty()
+    }
+
+    /// The host's answer to a lookup: whether the store holds `key`. A present item is
+    /// complete with its whole subtrie (I2), so it is skipped; an absent one is queued for
+    /// fetching. Answers for keys no longer being checked are ignored.
+    pub fn handle_lookup(&mut self, key: StoreKey, present: bool) {
+        let Some(req) = self.requests(key.kind).get(&key.hash) else {
+            return;
+        };
+        if req.state != RequestState::Checking {
+            return;
+        }
+        let path_len = req.path.len();
+        let keyspace = key.kind == ItemKind::Node && self.is_keyspace_path(&req.path);
+        if present {
+            self.stats.found_in_store += 1;
+            if keyspace {
+                self.completed += keyspace_share(path_len);
+            }
+            self.complete(key);
+            return;
+        }
+        let priority = priority(&req.path);
+        if let Some(req) = self.requests_mut(key.kind).get_mut(&key.hash) {
+            req.state = RequestState::Queued;
+        }
+        self.seq += 1;
+        self.queue.push(QueueEntry {
+            priority,
+            seq: Reverse(self.seq),
+            kind: key.kind,
+            hash: key.hash,
+        });
+    }
+
+    /// Up to `max` items to fetch (0: no limit), deepest and then smallest path first. Stops
+    /// early when the next item's depth already has `max_fetches_per_depth` requests out, as
+    /// geth does. No item is handed out twice.
+    #[must_use]
+    pub fn missing(&mut self, max: usize) -> Vec<Task> {
+        let mut out = Vec::new();
+        while let Some(top) = self.queue.peek() {
+            if max != 0 && out.len() >= max {
+                break;
+            }
+            let (kind, hash) = (top.kind, top.hash);
+            let queued = self
+                .requests(kind)
+                .get(&hash)
+                .is_some_and(|r| r.state == RequestState::Queued);
+            if !queued {
+                // Delivered before it was fetched; drop the stale queue slot.
+                self.queue.pop();
+                continue;
+            }
+            let depth = (top.priority >> 56) as usize;
+            if self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth {
+                break;
+            }
+            self.queue.pop();
+            if self.fetches.len() <= depth {
+                self.fetches.resize(depth + 1, 0);
+            }
+            self.fetches[depth] += 1;
+            if let Some(req) = self.requests_mut(kind).get_mut(&hash) {
+                req.state = RequestState::Fetching;
+                req.fetch_depth = Some(depth);
+                out.push(Task {
+                    hash,
+                    kind,
+                    path: req.path.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Takes a verified blob. A code request completes at once; a node request is decoded,
+    /// its children are scheduled (or looked up), and it completes when they have.
+    ///
+    /// A hash that is pending both as code and as a node feeds both. An error leaves the
+    /// scheduler as it was.
+    pub fn process(&mut self, blob: HashedBlob) -> Result<(), ProcessError> {
+        let hash = blob.hash;
+        let wants = |reqs: &DigestMap<Request>| reqs.get(&hash).map(|r| r.data.is_none());
+        let (as_code, as_node) = (wants(&self.code_reqs), wants(&self.node_reqs));
+        if as_code.is_none() && as_node.is_none() {
+            return Err(ProcessError::NotRequested);
+        }
+        let (as_code, as_node) = (as_code == Some(true), as_node == Some(true));
+        if !as_code && !as_node {
+            return Err(ProcessError::AlreadyProcessed);
+        }
+        // Decode first: a node that does not decode must change nothing.
+        let children = if as_node {
+            let path = self
+                .node_reqs
+                .get(&hash)
+                .map(|r| r.path.clone())
+                .unwrap_or_default();
+            Some(self.expand(hash, &path, &blob.data)?)
+        } else {
+            None
+        };
+        self.stats.processed += 1;
+        self.stats.processed_bytes += blob.data.len() as u64;
+        let mut data = blob.data;
+        if as_code {
+            // Only a hash pending as both code and node needs a second copy.
+            let code_data = if as_node {
+                data.clone()
+            } else {
+                std::mem::take(&mut data)
+            };
+            if let Some(req) = self.code_reqs.get_mut(&hash) {
+                req.data = Some(code_data);
+            }
+            self.complete(StoreKey::code(hash));
+        }
+        if let Some(expanded) = children {
+            self.attach_children(hash, data, expanded);
+        }
+        Ok(())
+    }
+
+    /// Hands over the memory batch: items whose subtries are complete. Write it in one atomic
+    /// store transaction.
+    #[must_use]
+    pub fn commit(&mut self) -> CommitBatch {
+        self.batch_nodes.clear();
+        self.batch_codes.clear();
+        self.batch_bytes = 0;
+        std::mem::take(&mut self.batch)
+    }
+
+    /// Items in the memory batch.
+    pub fn batch_len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Payload bytes in the memory batch, for the host's commit threshold.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
+    fn requests(&self, kind: ItemKind) -> &DigestMap<Request> {
+        match kind {
+            ItemKind::Node => &self.node_reqs,
+            ItemKind::Code => &self.code_reqs,
+        }
+    }
+
+    fn requests_mut(&mut self, kind: ItemKind) -> &mut DigestMap<Request> {
+        match kind {
+            ItemKind::Node => &mut self.node_reqs,
+            ItemKind::Code => &mut self.code_reqs,
+        }
+    }
+
+    /// Whether a node at `path` is part of the keyspace the completed fraction measures.
+    fn is_keyspace_path(&self, path: &Nibbles) -> bool {
+        match self.config.mode {
+            SyncMode::State => path.len() < ACCOUNT_PATH_LEN,
+            SyncMode::Trie => true,
+        }
+    }
+
+    /// Registers a reference to `key` from `parent`. Complete items are skipped; an item
+    /// already pending gains a parent; anything else is parked for a store lookup.
+    fn add_child(&mut self, key: StoreKey, path: Nibbles, parent: Option<H256>) -> Child {
+        let in_batch = match key.kind {
+            ItemKind::Node => self.batch_nodes.contains(&key.hash),
+            ItemKind::Code => self.batch_codes.contains(&key.hash),
+        };
+        if in_batch {
+            self.stats.found_in_batch += 1;
+            return Child::Complete;
+        }
+        let reqs = self.requests_mut(key.kind);
+        if let Some(existing) = reqs.get_mut(&key.hash) {
+            existing.parents.extend(parent);
+            return Child::Pending;
+        }
+        reqs.insert(
+            key.hash,
+            Request {
+                path,
+                state: RequestState::Checking,
+                data: None,
+                parents: parent.into_iter().collect(),
+                deps: 0,
+                fetch_depth: None,
+                credit_on_commit: 0,
+            },
+        );
+        self.lookups.push(key);
+        Child::Pending
+    }
+
+    /// Decodes a node and lists what it references, without changing anything.
+    fn expand(&self, hash: H256, path: &Nibbles, data: &[u8]) -> Result<Expanded, ProcessError> {
+        let node = TrieNode::decode(data).map_err(|source| ProcessError::InvalidNode {
+            hash,
+            path: path.clone(),
+            source,
+        })?;
+        let keyspace = self.is_keyspace_path(path);
+        let mut expanded = Expanded::default();
+        if keyspace {
+            let depth = path.len();
+            match &node {
+                TrieNode::Branch(branch) => {
+                    for child in &branch.children {
+                        if !matches!(child, ChildRef::Hash(_)) {
+                            expanded.credit_now += keyspace_share(depth + 1);
+                        }
+                    }
+                }
+                TrieNode::Extension { path: key, child } => {
+                    let below = keyspace_share(depth + key.len());
+                    expanded.credit_now += keyspace_share(depth) - below;
+                    if !matches!(child, ChildRef::Hash(_)) {
+                        expanded.credit_now += below;
+                    }
+                }
+                TrieNode::Leaf { .. } => expanded.credit_on_commit = keyspace_share(depth),
+            }
+        }
+        let accounts = self.config.mode == SyncMode::State && path.len() < ACCOUNT_PATH_LEN;
+        let mut failure = None;
+        node.visit_children(path, &mut |child| match child {
+            NodeChild::Hash { path, hash } => expanded.children.push((StoreKey::node(hash), path)),
+            NodeChild::Value {
+                path: value_path,
+                value,
+            } if accounts => {
+                if failure.is_some() {
+                    return;
+                }
+                if value_path.len() != ACCOUNT_PATH_LEN {
+                    failure = Some(ProcessError::ValueOffAccountPath {
+                        hash,
+                        path: value_path,
+                    });
+                    return;
+                }
+                match Account::decode(value) {
+                    Ok(account) => {
+                        if account.storage_root != EMPTY_ROOT_HASH {
+                            let key = StoreKey::node(account.storage_root);
+                            expanded.children.push((key, value_path.clone()));
+                        }
+                        if account.code_hash != KECCAK_EMPTY {
+                            expanded
+                                .children
+                                .push((StoreKey::code(account.code_hash), value_path));
+                        }
+                    }
+                    Err(source) => {
+                        failure = Some(ProcessError::InvalidAccount {
+                            hash,
+                            path: value_path,
+                            source,
+                        })
+                    }
+                }
+            }
+            NodeChild::Value { .. } => {}
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(expanded),
+        }
+    }
+
+    fn attach_children(&mut self, hash: H256, data: Vec<u8>, expanded: Expanded) {
+        let mut deps = 0;
+        let mut credit = expanded.credit_now;
+        for (key, path) in expanded.children {
+            let share = if key.kind == ItemKind::Node && self.is_keyspace_path(&path) {
+                keyspace_share(path.len())
+            } else {
+                0
+            };
+            match self.add_child(key, path, Some(hash)) {
+                Child::Complete => credit += share,
+                Child::Pending => deps += 1,
+            }
+        }
+        self.completed += credit;
+        let Some(req) = self.node_reqs.get_mut(&hash) else {
+            return;
+        };
+        req.data = Some(data);
+        req.deps += deps;
+        req.credit_on_commit = expanded.credit_on_commit;
+        if req.deps == 0 {
+            self.complete(StoreKey::node(hash));
+        } else {
+            req.state = RequestState::Waiting;
+        }
+    }
+
+    /// Completes `key`: its data (if fetched) goes to the memory batch, the request is
+    /// dropped, and parents left with no pending children complete in turn.
+    fn complete(&mut self, key: StoreKey) {
+        let mut stack = vec![key];
+        while let Some(key) = stack.pop() {
+            let Some(req) = self.requests_mut(key.kind).remove(&key.hash) else {
+                continue;
+            };
+            if let Some(depth) = req.fetch_depth {
+                if let Some(count) = self.fetches.get_mut(depth) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            self.completed += req.credit_on_commit;
+            if let Some(data) = req.data {
+                self.stats.committed += 1;
+                self.batch_bytes += data.len();
+                match key.kind {
+                    ItemKind::Node => {
+                        self.batch_nodes.insert(key.hash);
+                        self.batch.nodes.push((key.hash, data));
+                    }
+                    ItemKind::Code => {
+                        self.batch_codes.insert(key.hash);
+                        self.batch.codes.push((key.hash, data));
+                    }
+                }
+            }
+            for parent in req.parents {
+                if let Some(p) = self.node_reqs.get_mut(&parent) {
+                    p.deps = p.deps.saturating_sub(1);
+                    if p.deps == 0 && p.state == RequestState::Waiting {
+                        stack.push(StoreKey::node(parent));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a node references, found before anything is changed.
+#[derive(Default)]
+struct Expanded {
+    children: Vec<(StoreKey, Nibbles)>,
+    credit_now: u128,
+    credit_on_commit: u128,
+}
