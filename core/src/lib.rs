@@ -24,10 +24,13 @@
 
 pub mod account;
 pub mod builder;
+pub mod engine;
 pub mod hash;
 pub mod hex;
 pub mod nibbles;
 pub mod node;
+pub mod progress;
+pub mod rate;
 pub mod rlp_items;
 pub mod rng;
 pub mod scheduler;
@@ -35,12 +38,17 @@ pub mod state;
 pub mod store;
 pub mod synthetic;
 pub mod walk;
+pub mod wire;
 
 pub use account::{Account, AccountError, Wei};
 pub use builder::{KeyMode, TrieBuilder};
+pub use engine::{
+    Engine, EngineConfig, Event, PeerId, StoreAction, StoreOp, StoreResult, Transmit,
+};
 pub use hash::{keccak256, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
 pub use nibbles::Nibbles;
 pub use node::{NodeError, TrieNode};
+pub use progress::{Progress, ProgressRecord};
 pub use scheduler::{HashedBlob, ProcessError, Scheduler, SchedulerConfig, SyncMode, Task};
 pub use state::{BuiltState, GenesisAccount, StateBuilder};
 pub use store::{CommitBatch, ItemKind, MemoryStore, StoreKey};

@@ -469,6 +469,14 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is
+    /// worth sending.
+    pub fn is_wanted(&self, key: StoreKey) -> bool {
+        self.requests(key.kind)
+            .get(&key.hash)
+            .is_some_and(|r| r.state == RequestState::Fetching && r.data.is_none())
+    }
+
     /// Hands over the memory batch: items whose subtries are complete. Write it in one atomic
     /// store transaction.
     #[must_use]

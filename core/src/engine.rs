@@ -1,0 +1,1241 @@
+//! The sync engine: the scheduler driven by many peers, with request sizing, timeouts,
+//! retries, penalties, atomic commits, root switches and progress (spec §3), sans-IO.
+//!
+//! ```text
+//!  host                                   Engine
+//!  ────                                   ──────
+//!  peer connected / closed     ──▶ handle_peer_joined / handle_peer_left
+//!  frame from a peer           ──▶ handle_frame(peer, bytes, now)
+//!  store op finished           ──▶ handle_store_result(op id, result, now)
+//!  a deadline passed           ──▶ handle_timeout(now)
+//!  user: switch root, pause,   ──▶ switch_root / pause / resume / cancel
+//!        resume, cancel
+//!  send frame / disconnect    ◀──  poll_transmit()
+//!  run store op (in order!)   ◀──  poll_store_op()
+//!  show progress              ◀──  poll_event()
+//!  arm a timer                ◀──  poll_timeout()
+//! ```
+//!
+//! Store operations must be run one at a time, in the order they are polled: a lookup polled
+//! after a commit must see that commit. Poll every output after every input.
+//!
+//! Differences from geth, on purpose: several requests may be in flight per peer; an item no
+//! peer can serve parks the sync as *stalled* instead of failing it (geth #21943) and is
+//! retried when a peer joins; a timeout is not an instant drop (no drop storms, geth #15576);
+//! answers to requests made for an old root are still used after a switch (geth #21260).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use thiserror::Error;
+
+use crate::hash::{DigestSet, H256};
+use crate::progress::{EtaEstimator, PeerProgress, Phase, Progress, ProgressRecord, RateMeter};
+use crate::rate::{PeerRate, RateConfig, RoundTrip};
+use crate::scheduler::{HashedBlob, ProcessError, Scheduler, SchedulerConfig, SyncMode, Task};
+use crate::store::{CommitBatch, StoreKey};
+use crate::wire::{Message, WireError, MAX_HASHES_PER_REQUEST, PROTOCOL_VERSION};
+
+/// A peer, named by the host.
+pub type PeerId = u64;
+
+/// Tunables. The defaults suit a browser syncing from a handful of WebSocket peers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub mode: SyncMode,
+    pub max_fetches_per_depth: usize,
+    /// Items per request at most (geth's `MaxStateFetch`).
+    pub max_items_per_request: usize,
+    /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
+    /// few keep the pipe full (see the simulator's latency scenarios).
+    pub max_in_flight_per_peer: usize,
+    /// A commit batch is cut once this many payload bytes are complete. IndexedDB pays a
+    /// fixed cost per transaction, so batches are larger than geth's 100 KiB.
+    pub commit_threshold_bytes: usize,
+    /// Keys per store lookup operation.
+    pub max_lookups_per_op: usize,
+    pub rate: RateConfig,
+    /// Penalty at which a peer is disconnected.
+    pub disconnect_penalty: u32,
+    /// Timeouts in a row, each on a request of at most two items, that make a peer useless
+    /// (geth's stall rule, which drops on the first).
+    pub stall_timeouts: u32,
+    /// How often items that no peer could serve are tried again on every peer.
+    pub unservable_retry_ms: u64,
+    /// How often a progress event is emitted while syncing.
+    pub progress_interval_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            mode: SyncMode::State,
+            max_fetches_per_depth: crate::scheduler::DEFAULT_MAX_FETCHES_PER_DEPTH,
+            max_items_per_request: 384,
+            max_in_flight_per_peer: 4,
+            commit_threshold_bytes: 1024 * 1024,
+            max_lookups_per_op: 4096,
+            rate: RateConfig::default(),
+            disconnect_penalty: 100,
+            stall_timeouts: 3,
+            unservable_retry_ms: 30_000,
+            progress_interval_ms: 500,
+        }
+    }
+}
+
+/// Penalty for a frame that does not decode or breaks the protocol.
+const PENALTY_MALFORMED: u32 = 25;
+/// Penalty for an answer to a request id the peer was never sent.
+const PENALTY_UNKNOWN_REQUEST: u32 = 10;
+/// Penalty per blob in an answer that matches nothing asked of that peer for the current
+/// root: a corrupt blob and an unrequested one look the same.
+const PENALTY_FOREIGN_BLOB: u32 = 5;
+/// Timed-out request ids remembered per peer, so a late answer is used, not penalised.
+const EXPIRED_MEMORY: usize = 64;
+
+/// Something to do towards a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send this frame.
+    Frame { peer: PeerId, frame: Vec<u8> },
+    /// Close the connection; the engine has already forgotten the peer.
+    Disconnect {
+        peer: PeerId,
+        reason: DisconnectReason,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// Penalty limit reached (malformed frames, garbage blobs, unknown request ids).
+    Misbehaving { penalty: u32, last: String },
+    /// Repeated timeouts on minimal requests: it cannot serve.
+    Stalling,
+    /// It speaks another protocol version.
+    IncompatibleVersion { version: u64 },
+}
+
+/// A store operation for the host to run, in order, one at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOp {
+    pub id: u64,
+    pub action: StoreAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Answer whether each key is stored: `StoreResult::Lookup` with one bool per key.
+    Lookup(Vec<StoreKey>),
+    /// Write the batch and the progress record in one atomic transaction.
+    Commit {
+        batch: CommitBatch,
+        progress: ProgressRecord,
+    },
+}
+
+/// The outcome of a store operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreResult {
+    Lookup(Vec<bool>),
+    Committed,
+    /// Nothing was written. The engine pauses until `resume`, then retries.
+    Failed(StoreFailure),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{kind:?}: {message}")]
+pub struct StoreFailure {
+    pub kind: StoreFailureKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailureKind {
+    QuotaExceeded,
+    Closed,
+    Blocked,
+    Other,
+}
+
+/// What happened, for the host to show or act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Progress(Progress),
+    /// Every item under the root is stored and the final record is written.
+    Finished(Progress),
+    /// No connected peer can serve `unservable` items; the rest of the work goes on.
+    Stalled {
+        unservable: usize,
+        peers: usize,
+    },
+    PeerDisconnected {
+        peer: PeerId,
+        reason: DisconnectReason,
+    },
+    RootSwitched {
+        from: H256,
+        to: H256,
+    },
+    /// A store write failed; nothing was half written. `resume` retries it.
+    Paused(StoreFailure),
+    /// Cancelled, with everything complete flushed.
+    Cancelled,
+    /// The root commits to data that is not a valid state; the sync cannot finish.
+    Failed(EngineError),
+}
+
+/// Fatal problems.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("the state under the root is invalid: {0}")]
+    InvalidState(ProcessError),
+    #[error("store answered op {op} with {got} results for {expected} keys")]
+    LookupMismatch {
+        op: u64,
+        got: usize,
+        expected: usize,
+    },
+}
+
+/// A fetch handed to a peer and not yet answered.
+#[derive(Debug)]
+struct Request {
+    peer: PeerId,
+    tasks: Vec<Task>,
+    sent_at: u64,
+    deadline: u64,
+    /// The root generation it was made for.
+    generation: u64,
+}
+
+/// A task waiting to be asked of (another) peer.
+#[derive(Debug)]
+struct Retry {
+    task: Task,
+    /// Peers that answered without it: they do not have it.
+    lacking: Vec<PeerId>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    head_root: Option<H256>,
+    rate: PeerRate,
+    in_flight: usize,
+    served: u64,
+    failures: u64,
+    timeouts_in_row: u32,
+    penalty: u32,
+    expired: VecDeque<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Syncing,
+    Paused { by_store: bool },
+    Done,
+    Cancelling,
+    Cancelled,
+    Failed,
+}
+
+/// Session counters.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    processed: u64,
+    duplicate: u64,
+    unexpected: u64,
+    bytes_received: u64,
+}
+
+/// The engine. See the module documentation for the flow.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    scheduler: Scheduler,
+    generation: u64,
+    state: State,
+    peers: BTreeMap<PeerId, Peer>,
+    round_trip: RoundTrip,
+    requests: BTreeMap<u64, Request>,
+    deadlines: BTreeSet<(u64, u64)>,
+    next_request_id: u64,
+    retry: VecDeque<Retry>,
+    unservable: Vec<Retry>,
+    unservable_retry_at: Option<u64>,
+    stalled_reported: bool,
+    next_op_id: u64,
+    lookup_ops: BTreeMap<u64, (u64, Vec<StoreKey>)>,
+    /// Keys of failed lookups, asked again on resume.
+    relookup: Vec<StoreKey>,
+    /// The commit in flight: only one at a time, so a batch never lands before the batch
+    /// holding its children (I2 across batches).
+    committing: Option<(u64, CommitBatch, ProgressRecord)>,
+    /// Completed items carried from an old root's scheduler after a switch.
+    backlog: CommitBatch,
+    flush_requested: bool,
+    committed: ProgressRecord,
+    /// Found in store by earlier schedulers of this session (root switches).
+    skipped_before: u64,
+    counters: Counters,
+    transmits: VecDeque<Transmit>,
+    store_ops: VecDeque<StoreOp>,
+    events: VecDeque<Event>,
+    next_progress_at: u64,
+    eta: EtaEstimator,
+    meter: RateMeter,
+}
+
+impl Engine {
+    /// An engine syncing `root`. `resumed` is the progress record found in the store, if any:
+    /// its totals carry on, and whatever the store already holds is skipped by lookups.
+    pub fn new(
+        root: H256,
+        config: EngineConfig,
+        resumed: Option<ProgressRecord>,
+        now: u64,
+    ) -> Engine {
+        let scheduler = Scheduler::new(root, scheduler_config(&config));
+        let committed = ProgressRecord {
+            root,
+            complete: false,
+            ..resumed.unwrap_or_default()
+        };
+        Engine {
+            round_trip: RoundTrip::new(config.rate, now),
+            config,
+            scheduler,
+            generation: 0,
+            state: State::Syncing,
+            peers: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            next_request_id: 1,
+            retry: VecDeque::new(),
+            unservable: Vec::new(),
+            unservable_retry_at: None,
+            stalled_reported: false,
+            next_op_id: 1,
+            lookup_ops: BTreeMap::new(),
+            relookup: Vec::new(),
+            committing: None,
+            backlog: CommitBatch::default(),
+            flush_requested: false,
+            committed,
+            skipped_before: 0,
+            counters: Counters::default(),
+            transmits: VecDeque::new(),
+            store_ops: VecDeque::new(),
+            events: VecDeque::new(),
+            next_progress_at: now,
+            eta: EtaEstimator::default(),
+            meter: RateMeter::default(),
+        }
+    }
+
+    pub fn root(&self) -> H256 {
+        self.scheduler.root()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// True once finished, cancelled or failed: nothing more will happen.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done | State::Cancelled | State::Failed)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    // ── inputs ──────────────────────────────────────────────────────────────────────────
+
+    /// A peer connected. Requests go to it once its Status frame arrives.
+    pub fn handle_peer_joined(&mut self, peer: PeerId, now: u64) {
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        let others: Vec<PeerRate> = self.peers.values().map(|p| p.rate).collect();
+        let rate = self.round_trip.new_peer(&others);
+        self.peers.insert(
+            peer,
+            Peer {
+                head_root: None,
+                rate,
+                in_flight: 0,
+                served: 0,
+                failures: 0,
+                timeouts_in_row: 0,
+                penalty: 0,
+                expired: VecDeque::new(),
+            },
+        );
+        // A new peer may have what nobody else had.
+        self.retry.extend(self.unservable.drain(..));
+        self.stalled_reported = false;
+        self.drive(now);
+    }
+
+    /// A peer's connection closed. Its outstanding work goes to the others.
+    pub fn handle_peer_left(&mut self, peer: PeerId, now: u64) {
+        self.forget_peer(peer);
+        self.drive(now);
+    }
+
+    /// A frame from a peer.
+    pub fn handle_frame(&mut self, peer: PeerId, frame: &[u8], now: u64) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.counters.bytes_received += frame.len() as u64;
+        match Message::decode(frame) {
+            Ok(Message::Status(status)) => {
+                if status.version != PROTOCOL_VERSION {
+                    self.disconnect(
+                        peer,
+                        DisconnectReason::IncompatibleVersion {
+                            version: status.version,
+                        },
+                    );
+                } else if let Some(p) = self.peers.get_mut(&peer) {
+                    p.head_root = Some(status.head_root);
+                }
+            }
+            Ok(Message::NodeData { id, blobs }) => self.on_node_data(peer, id, &blobs, now),
+            Ok(Message::GetNodeData { .. }) => {
+                // This engine only downloads; serving is the host's (the Node.js tool serves).
+                self.penalise(
+                    peer,
+                    PENALTY_MALFORMED,
+                    "GetNodeData sent to a syncing client".into(),
+                );
+            }
+            Err(err) => self.penalise(peer, PENALTY_MALFORMED, malformed(&err)),
+        }
+        self.drive(now);
+    }
+
+    /// The result of store op `id`.
+    pub fn handle_store_result(&mut self, id: u64, result: StoreResult, now: u64) {
+        match result {
+            StoreResult::Lookup(answers) => {
+                let Some((generation, keys)) = self.lookup_ops.remove(&id) else {
+                    return;
+                };
+                if answers.len() != keys.len() {
+                    self.fail(EngineError::LookupMismatch {
+                        op: id,
+                        got: answers.len(),
+                        expected: keys.len(),
+                    });
+                } else if generation == self.generation {
+                    for (key, present) in keys.into_iter().zip(answers) {
+                        self.scheduler.handle_lookup(key, present);
+                    }
+                }
+            }
+            StoreResult::Committed => {
+                if let Some((op, batch, record)) = self.committing.take() {
+                    if op != id {
+                        self.committing = Some((op, batch, record));
+                        return;
+                    }
+                    self.committed = record;
+                    self.meter.sample(now, self.counters.processed);
+                    if record.complete && record.root == self.root() && self.state == State::Syncing
+                    {
+                        self.state = State::Done;
+                        self.eta.sample(now, 1.0);
+                        let progress = self.progress();
+                        self.events.push_back(Event::Finished(progress));
+                    }
+                }
+            }
+            StoreResult::Failed(failure) => {
+                if self.committing.as_ref().is_some_and(|(op, ..)| *op == id) {
+                    if !matches!(self.state, State::Cancelling | State::Failed) {
+                        self.state = State::Paused { by_store: true };
+                    }
+                    self.events.push_back(Event::Paused(failure));
+                } else if let Some((generation, keys)) = self.lookup_ops.remove(&id) {
+                    // Asked again on resume; nothing is lost meanwhile.
+                    if generation == self.generation {
+                        self.relookup.extend(keys);
+                    }
+                    if self.state == State::Syncing {
+                        self.state = State::Paused { by_store: true };
+                    }
+                    self.events.push_back(Event::Paused(failure));
+                }
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Deadlines that passed: request timeouts, retries of unservable items, progress.
+    pub fn handle_timeout(&mut self, now: u64) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(request) = self.requests.remove(&id) {
+                self.on_timeout(id, request);
+            }
+        }
+        if self.unservable_retry_at.is_some_and(|at| at <= now) {
+            self.unservable_retry_at = None;
+            for mut parked in self.unservable.drain(..) {
+                parked.lacking.clear();
+                self.retry.push_back(parked);
+            }
+            self.stalled_reported = false;
+        }
+        self.drive(now);
+    }
+
+    /// Syncs towards `root` instead. Everything stored stays and is skipped by lookups;
+    /// answers still coming for the old root are used where the new root needs them.
+    pub fn switch_root(&mut self, root: H256, now: u64) {
+        let from = self.root();
+        if root == from || matches!(self.state, State::Cancelling | State::Cancelled) {
+            return;
+        }
+        let old = std::mem::replace(
+            &mut self.scheduler,
+            Scheduler::new(root, scheduler_config(&self.config)),
+        );
+        let mut old = old;
+        let leftover = old.commit();
+        self.backlog.nodes.extend(leftover.nodes);
+        self.backlog.codes.extend(leftover.codes);
+        self.skipped_before += old.stats().found_in_store;
+        self.generation += 1;
+        self.retry.clear();
+        self.unservable.clear();
+        self.committed.root = root;
+        self.committed.complete = false;
+        self.flush_requested = true;
+        if matches!(self.state, State::Done | State::Failed) {
+            self.state = State::Syncing;
+        }
+        self.eta = EtaEstimator::default();
+        self.events
+            .push_back(Event::RootSwitched { from, to: root });
+        self.drive(now);
+    }
+
+    /// Stops asking peers for more; answers already coming are still taken.
+    pub fn pause(&mut self, now: u64) {
+        if self.state == State::Syncing {
+            self.state = State::Paused { by_store: false };
+            self.flush_requested = true;
+        }
+        self.drive(now);
+    }
+
+    /// Resumes after `pause` or a store failure (retrying the failed write).
+    pub fn resume(&mut self, now: u64) {
+        if let State::Paused { .. } = self.state {
+            self.state = State::Syncing;
+            if let Some((_, batch, record)) = self.committing.take() {
+                self.send_commit(batch, record);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Stops the sync after flushing everything complete. `Event::Cancelled` follows once the
+    /// flush is written.
+    pub fn cancel(&mut self, now: u64) {
+        if self.is_finished() {
+            return;
+        }
+        self.state = State::Cancelling;
+        self.flush_requested = true;
+        self.drive(now);
+    }
+
+    // ── outputs ─────────────────────────────────────────────────────────────────────────
+
+    /// The next frame to send or peer to disconnect.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next store operation. Run them one at a time, in this order.
+    #[must_use]
+    pub fn poll_store_op(&mut self) -> Option<StoreOp> {
+        self.store_ops.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut next = self.deadlines.first().map(|(deadline, _)| *deadline);
+        let mut consider = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
+        if let Some(at) = self.unservable_retry_at {
+            consider(at);
+        }
+        if matches!(self.state, State::Syncing | State::Paused { .. }) {
+            consider(self.next_progress_at);
+        }
+        next
+    }
+
+    /// A progress report. The fraction is that of the current root: after a root switch it
+    /// restarts from what the store already holds of the new root.
+    pub fn progress(&self) -> Progress {
+        let target_rtt = self.round_trip.target_rtt_ms();
+        let stats = self.scheduler.stats();
+        let phase = match self.state {
+            State::Syncing if self.stalled_reported => Phase::Stalled,
+            State::Syncing | State::Cancelling => Phase::Syncing,
+            State::Paused { .. } => Phase::Paused,
+            State::Done => Phase::Done,
+            State::Cancelled => Phase::Cancelled,
+            State::Failed => Phase::Failed,
+        };
+        let fraction = if self.state == State::Done {
+            1.0
+        } else {
+            self.scheduler
+                .completed_fraction()
+                .min(if self.scheduler.is_done() {
+                    1.0
+                } else {
+                    0.999_999
+                })
+        };
+        Progress {
+            root: self.root(),
+            phase,
+            fraction,
+            eta_ms: if self.state == State::Done {
+                Some(0)
+            } else {
+                self.eta.eta_ms()
+            },
+            processed: self.counters.processed,
+            committed: self.committed.committed_items,
+            committed_bytes: self.committed.committed_bytes,
+            pending: self.scheduler.pending() as u64,
+            duplicate: self.counters.duplicate,
+            unexpected: self.counters.unexpected,
+            skipped: self.skipped_before + stats.found_in_store,
+            bytes_received: self.counters.bytes_received,
+            requests_in_flight: self.requests.len(),
+            retrying: self.retry.len(),
+            unservable: self.unservable.len(),
+            live_entries: self.scheduler.live_entries() + self.retry.len() + self.unservable.len(),
+            items_per_sec: self.meter.per_sec(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(id, p)| PeerProgress {
+                    peer: *id,
+                    rtt_ms: p.rate.rtt_ms,
+                    capacity: p
+                        .rate
+                        .capacity(target_rtt, self.config.max_items_per_request),
+                    in_flight: p.in_flight,
+                    served: p.served,
+                    failures: p.failures,
+                    penalty: p.penalty,
+                    head_root: p.head_root,
+                })
+                .collect(),
+        }
+    }
+
+    // ── internals ───────────────────────────────────────────────────────────────────────
+
+    /// Runs after every input: store work, requests, completion, progress.
+    fn drive(&mut self, now: u64) {
+        if self.is_finished() {
+            return;
+        }
+        self.emit_lookups();
+        self.maybe_commit();
+        if self.state == State::Syncing {
+            self.assign(now);
+            self.check_stalled(now);
+        }
+        if self.state == State::Cancelling && self.committing.is_none() && self.nothing_to_flush() {
+            self.state = State::Cancelled;
+            self.events.push_back(Event::Cancelled);
+        }
+        if now >= self.next_progress_at {
+            self.next_progress_at = now + self.config.progress_interval_ms;
+            self.meter.sample(now, self.counters.processed);
+            self.eta.sample(now, self.scheduler.completed_fraction());
+            let progress = self.progress();
+            self.events.push_back(Event::Progress(progress));
+        }
+    }
+
+    fn nothing_to_flush(&self) -> bool {
+        self.backlog.is_empty() && self.scheduler.batch_len() == 0
+    }
+
+    fn emit_lookups(&mut self) {
+        if matches!(self.state, State::Paused { by_store: true }) {
+            return;
+        }
+        if !self.scheduler.has_lookups() && self.relookup.is_empty() {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.relookup);
+        keys.extend(self.scheduler.take_lookups());
+        for chunk in keys.chunks(self.config.max_lookups_per_op.max(1)) {
+            let id = self.next_op_id;
+            self.next_op_id += 1;
+            self.lookup_ops
+                .insert(id, (self.generation, chunk.to_vec()));
+            self.store_ops.push_back(StoreOp {
+                id,
+                action: StoreAction::Lookup(chunk.to_vec()),
+            });
+        }
+    }
+
+    /// Cuts a commit batch when the threshold is reached, a flush was asked for, or the
+    /// sync is complete. One commit is in flight at a time.
+    fn maybe_commit(&mut self) {
+        if self.committing.is_some()
+            || matches!(self.state, State::Paused { by_store: true } | State::Done)
+        {
+            return;
+        }
+        let complete = self.scheduler.is_done() && self.state == State::Syncing;
+        let pending_bytes = self.scheduler.batch_bytes() + self.backlog.bytes();
+        let due = complete
+            || pending_bytes >= self.config.commit_threshold_bytes
+            || (self.flush_requested && !self.nothing_to_flush());
+        if !due {
+            return;
+        }
+        self.flush_requested = false;
+        let mut batch = std::mem::take(&mut self.backlog);
+        let fresh = self.scheduler.commit();
+        batch.nodes.extend(fresh.nodes);
+        batch.codes.extend(fresh.codes);
+        let record = ProgressRecord {
+            root: self.root(),
+            committed_items: self.committed.committed_items + batch.len() as u64,
+            committed_bytes: self.committed.committed_bytes + batch.bytes() as u64,
+            complete,
+        };
+        self.send_commit(batch, record);
+    }
+
+    fn send_commit(&mut self, batch: CommitBatch, progress: ProgressRecord) {
+        let id = self.next_op_id;
+        self.next_op_id += 1;
+        self.committing = Some((id, batch.clone(), progress));
+        self.store_ops.push_back(StoreOp {
+            id,
+            action: StoreAction::Commit { batch, progress },
+        });
+    }
+
+    /// Fills idle request slots, fastest peers first.
+    fn assign(&mut self, now: u64) {
+        let rates: Vec<PeerRate> = self.peers.values().map(|p| p.rate).collect();
+        self.round_trip.tune(now, &rates);
+        let target_rtt = self.round_trip.target_rtt_ms();
+        let timeout = self.round_trip.timeout_ms().max(1);
+        let max_items = self
+            .config
+            .max_items_per_request
+            .min(MAX_HASHES_PER_REQUEST);
+        let mut order: Vec<(usize, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.head_root.is_some())
+            .map(|(id, p)| (p.rate.capacity(target_rtt, max_items), *id))
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (capacity, peer) in order {
+            while self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.in_flight < self.config.max_in_flight_per_peer)
+            {
+                let tasks = self.fill(peer, capacity, now);
+                if tasks.is_empty() {
+                    return;
+                }
+                self.send_request(peer, tasks, now, timeout);
+            }
+        }
+    }
+
+    /// Up to `n` tasks for `peer`: retries it has not refused first, then new work.
+    fn fill(&mut self, peer: PeerId, n: usize, now: u64) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        let usable: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.head_root.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut keep = VecDeque::with_capacity(self.retry.len());
+        while let Some(retry) = self.retry.pop_front() {
+            if tasks.len() >= n {
+                keep.push_back(retry);
+                continue;
+            }
+            if !self.scheduler.is_wanted(retry.task.key()) {
+                continue; // someone else delivered it meanwhile
+            }
+            if usable.iter().all(|p| retry.lacking.contains(p)) {
+                self.unservable.push(retry);
+                if self.unservable_retry_at.is_none() {
+                    self.unservable_retry_at = Some(now + self.config.unservable_retry_ms);
+                }
+                continue;
+            }
+            if retry.lacking.contains(&peer) {
+                keep.push_back(retry);
+            } else {
+                tasks.push(retry.task);
+            }
+        }
+        self.retry = keep;
+        if tasks.len() < n {
+            tasks.extend(self.scheduler.missing(n - tasks.len()));
+        }
+        tasks
+    }
+
+    fn send_request(&mut self, peer: PeerId, tasks: Vec<Task>, now: u64, timeout: u64) {
+        self.stalled_reported = false;
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let hashes = tasks.iter().map(|t| t.hash).collect();
+        self.transmits.push_back(Transmit::Frame {
+            peer,
+            frame: Message::GetNodeData { id, hashes }.encode(),
+        });
+        let deadline = now + timeout;
+        self.deadlines.insert((deadline, id));
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.in_flight += 1;
+        }
+        self.requests.insert(
+            id,
+            Request {
+                peer,
+                tasks,
+                sent_at: now,
+                deadline,
+                generation: self.generation,
+            },
+        );
+    }
+
+    fn on_node_data(&mut self, peer: PeerId, id: u64, blobs: &[&[u8]], now: u64) {
+        let request = match self.requests.get(&id) {
+            Some(r) if r.peer == peer => self.requests.remove(&id),
+            _ => None,
+        };
+        let Some(request) = request else {
+            let late = self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.expired.contains(&id));
+            if late {
+                // Answer to a request that timed out: take what is still useful.
+                for blob in blobs {
+                    self.deliver(blob);
+                }
+            } else {
+                self.penalise(
+                    peer,
+                    PENALTY_UNKNOWN_REQUEST,
+                    format!("answer to unknown request {id}"),
+                );
+            }
+            return;
+        };
+        self.deadlines.remove(&(request.deadline, id));
+        let mut asked: DigestSet = request.tasks.iter().map(|t| t.hash).collect();
+        // Position in the request of each delivered item, to tell skipped items from a tail
+        // cut short by the peer's response limit.
+        let mut last_served_index = None;
+        let mut served = 0usize;
+        let mut foreign = 0u32;
+        let positions: crate::hash::DigestMap<usize> = request
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.hash, i))
+            .collect();
+        for blob in blobs {
+            let Some(hash) = self.deliver(blob) else {
+                return; // fatal: the state is invalid
+            };
+            if asked.remove(&hash) {
+                served += 1;
+                let index = positions.get(&hash).copied().unwrap_or(0);
+                last_served_index = Some(last_served_index.map_or(index, |l: usize| l.max(index)));
+            } else if request.generation == self.generation {
+                foreign += 1;
+            }
+        }
+        let empty_answer = blobs.is_empty();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+            p.rate
+                .update(now.saturating_sub(request.sent_at) as f64, served);
+            p.served += served as u64;
+            p.timeouts_in_row = 0;
+            if served == 0 {
+                p.failures += 1;
+            }
+        }
+        if foreign > 0 {
+            self.penalise(
+                peer,
+                PENALTY_FOREIGN_BLOB.saturating_mul(foreign),
+                format!("{foreign} blobs that were not asked for"),
+            );
+        }
+        if request.generation != self.generation {
+            return; // the old root's leftovers are not retried
+        }
+        for (index, task) in request.tasks.into_iter().enumerate() {
+            if !asked.contains(&task.hash) {
+                continue;
+            }
+            // An item skipped before a served one, or an empty answer: the peer lacks it.
+            // Items after the last served one were likely cut by its size limit.
+            let lacking = empty_answer || last_served_index.is_some_and(|last| index < last);
+            self.requeue(task, lacking.then_some(peer));
+        }
+    }
+
+    /// Hashes a blob and gives it to the scheduler; counts the outcome. Returns the hash,
+    /// or `None` after a fatal error.
+    fn deliver(&mut self, blob: &[u8]) -> Option<H256> {
+        let blob = HashedBlob::new(blob.to_vec());
+        let hash = blob.hash();
+        match self.scheduler.process(blob) {
+            Ok(()) => self.counters.processed += 1,
+            Err(ProcessError::NotRequested) => self.counters.unexpected += 1,
+            Err(ProcessError::AlreadyProcessed) => self.counters.duplicate += 1,
+            Err(err) => {
+                self.fail(EngineError::InvalidState(err));
+                return None;
+            }
+        }
+        Some(hash)
+    }
+
+    fn requeue(&mut self, task: Task, lacking: Option<PeerId>) {
+        self.retry.push_back(Retry {
+            task,
+            lacking: lacking.into_iter().collect(),
+        });
+    }
+
+    fn on_timeout(&mut self, id: u64, request: Request) {
+        let mut stalling = false;
+        if let Some(p) = self.peers.get_mut(&request.peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+            p.failures += 1;
+            p.rate.update(0.0, 0);
+            p.expired.push_back(id);
+            if p.expired.len() > EXPIRED_MEMORY {
+                p.expired.pop_front();
+            }
+            if request.tasks.len() <= 2 {
+                p.timeouts_in_row += 1;
+                stalling = p.timeouts_in_row >= self.config.stall_timeouts;
+            }
+        }
+        if request.generation == self.generation {
+            for task in request.tasks {
+                self.requeue(task, None);
+            }
+        }
+        if stalling {
+            self.disconnect(request.peer, DisconnectReason::Stalling);
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId, amount: u32, why: String) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.penalty = p.penalty.saturating_add(amount);
+        if p.penalty >= self.config.disconnect_penalty {
+            let penalty = p.penalty;
+            self.disconnect(peer, DisconnectReason::Misbehaving { penalty, last: why });
+        }
+    }
+
+    fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.forget_peer(peer);
+        self.transmits.push_back(Transmit::Disconnect {
+            peer,
+            reason: reason.clone(),
+        });
+        self.events
+            .push_back(Event::PeerDisconnected { peer, reason });
+    }
+
+    /// Drops a peer and hands its outstanding tasks back for others.
+    fn forget_peer(&mut self, peer: PeerId) {
+        if self.peers.remove(&peer).is_none() {
+            return;
+        }
+        let ids: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(request) = self.requests.remove(&id) {
+                self.deadlines.remove(&(request.deadline, id));
+                if request.generation == self.generation {
+                    for task in request.tasks {
+                        self.requeue(task, None);
+                    }
+                }
+            }
+        }
+        for retry in self.retry.iter_mut().chain(self.unservable.iter_mut()) {
+            retry.lacking.retain(|p| *p != peer);
+        }
+    }
+
+    /// Reports a stall once when nothing can move: after assigning, no request is out and no
+    /// store work is pending, yet items are left (no usable peer, or none can serve them).
+    fn check_stalled(&mut self, now: u64) {
+        let idle =
+            self.requests.is_empty() && self.lookup_ops.is_empty() && self.committing.is_none();
+        if !(idle && !self.scheduler.is_done()) || self.stalled_reported {
+            return;
+        }
+        self.stalled_reported = true;
+        if !self.unservable.is_empty() && self.unservable_retry_at.is_none() {
+            self.unservable_retry_at = Some(now + self.config.unservable_retry_ms);
+        }
+        let peers = self
+            .peers
+            .values()
+            .filter(|p| p.head_root.is_some())
+            .count();
+        self.events.push_back(Event::Stalled {
+            unservable: self.unservable.len(),
+            peers,
+        });
+    }
+
+    fn fail(&mut self, err: EngineError) {
+        if self.state == State::Failed {
+            return;
+        }
+        self.state = State::Failed;
+        // Complete subtries are valid whatever the rest holds: keep them.
+        let leftover = self.scheduler.commit();
+        self.backlog.nodes.extend(leftover.nodes);
+        self.backlog.codes.extend(leftover.codes);
+        if self.committing.is_none() && !self.backlog.is_empty() {
+            let batch = std::mem::take(&mut self.backlog);
+            let record = ProgressRecord {
+                committed_items: self.committed.committed_items + batch.len() as u64,
+                committed_bytes: self.committed.committed_bytes + batch.bytes() as u64,
+                ..self.committed
+            };
+            self.send_commit(batch, record);
+        }
+        self.events.push_back(Event::Failed(err));
+    }
+}
+
+fn scheduler_config(config: &EngineConfig) -> SchedulerConfig {
+    SchedulerConfig {
+        mode: config.mode,
+        max_fetches_per_depth: config.max_fetches_per_depth,
+    }
+}
+
+fn malformed(err: &WireError) -> String {
+    format!("malformed frame: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::synthetic::{generate, SyntheticConfig};
+    use crate::walk::walk;
+    use crate::wire::Status;
+
+    /// Runs the engine against peers that answer every request at once from `source`;
+    /// `garbage` peers answer with junk instead. Returns the engine and the store.
+    fn run(
+        source: &MemoryStore,
+        root: H256,
+        good: u64,
+        garbage: u64,
+        store: &mut MemoryStore,
+    ) -> Vec<Event> {
+        // Small requests, one at a time per peer, so that every peer is given work.
+        let config = EngineConfig {
+            max_items_per_request: 8,
+            max_in_flight_per_peer: 1,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(root, config, None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: root,
+        })
+        .encode();
+        for peer in 0..good + garbage {
+            engine.handle_peer_joined(peer, 0);
+            engine.handle_frame(peer, &status, 0);
+        }
+        let mut events = Vec::new();
+        let mut now = 0;
+        for _ in 0..100_000 {
+            let mut busy = false;
+            while let Some(op) = engine.poll_store_op() {
+                busy = true;
+                let result = match &op.action {
+                    StoreAction::Lookup(keys) => {
+                        StoreResult::Lookup(keys.iter().map(|k| store.contains(*k)).collect())
+                    }
+                    StoreAction::Commit { batch, .. } => {
+                        store.apply(batch);
+                        StoreResult::Committed
+                    }
+                };
+                engine.handle_store_result(op.id, result, now);
+            }
+            while let Some(transmit) = engine.poll_transmit() {
+                busy = true;
+                let Transmit::Frame { peer, frame } = transmit else {
+                    continue;
+                };
+                let Ok(Message::GetNodeData { id, hashes }) = Message::decode(&frame) else {
+                    panic!("bad request")
+                };
+                let blobs: Vec<Vec<u8>> = if peer >= good {
+                    hashes.iter().map(|_| b"garbage".to_vec()).collect()
+                } else {
+                    hashes
+                        .iter()
+                        .filter_map(|h| {
+                            source
+                                .get(StoreKey::node(*h))
+                                .or(source.get(StoreKey::code(*h)))
+                                .map(<[u8]>::to_vec)
+                        })
+                        .collect()
+                };
+                let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+                engine.handle_frame(peer, &Message::NodeData { id, blobs: refs }.encode(), now);
+            }
+            while let Some(event) = engine.poll_event() {
+                events.push(event);
+            }
+            if engine.is_finished() {
+                return events;
+            }
+            if !busy {
+                now = engine.poll_timeout().unwrap_or(now + 1000).max(now + 1);
+                engine.handle_timeout(now);
+            }
+        }
+        panic!("engine did not finish");
+    }
+
+    #[test]
+    fn syncs_a_state_from_good_peers_despite_a_garbage_peer() {
+        let state = generate(&SyntheticConfig::new(400, 3));
+        let mut store = MemoryStore::new();
+        let events = run(&state.store, state.root, 2, 1, &mut store);
+        walk(state.root, SyncMode::State, &store).unwrap();
+        assert_eq!(store.keys(), state.store.keys());
+        let Some(Event::Finished(progress)) = events
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Event::Finished(_)))
+        else {
+            panic!("no Finished event");
+        };
+        assert_eq!(progress.fraction, 1.0);
+        assert_eq!(
+            progress.committed as usize,
+            store.node_count() + store.code_count()
+        );
+        let garbage = progress.peers.iter().find(|p| p.peer == 2);
+        let disconnected = events
+            .iter()
+            .any(|e| matches!(e, Event::PeerDisconnected { peer: 2, .. }));
+        assert!(disconnected, "garbage peer kept: {garbage:?}");
+    }
+
+    #[test]
+    fn a_peer_sending_malformed_frames_is_disconnected_at_the_penalty_limit() {
+        let root = crate::hash::keccak256(b"root");
+        let mut engine = Engine::new(root, EngineConfig::default(), None, 0);
+        engine.handle_peer_joined(7, 0);
+        for i in 0..4 {
+            assert!(
+                !matches!(engine.poll_transmit(), Some(Transmit::Disconnect { .. })),
+                "too early at {i}"
+            );
+            engine.handle_frame(7, &[0x0e, 0xff, 0x00], 0);
+        }
+        let disconnect = std::iter::from_fn(|| engine.poll_transmit())
+            .find(|t| matches!(t, Transmit::Disconnect { .. }));
+        assert!(matches!(
+            disconnect,
+            Some(Transmit::Disconnect {
+                peer: 7,
+                reason: DisconnectReason::Misbehaving { penalty: 100, .. }
+            })
+        ));
+        // Frames from a forgotten peer change nothing.
+        engine.handle_frame(7, &[0x0e], 0);
+        assert!(engine.progress().peers.is_empty());
+    }
+
+    #[test]
+    fn a_store_that_holds_the_root_finishes_without_fetching() {
+        let state = generate(&SyntheticConfig::new(50, 4));
+        let mut store = state.store.clone();
+        let events = run(&state.store, state.root, 1, 0, &mut store);
+        let finished = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Finished(p) => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(finished.processed, 0);
+        assert_eq!(finished.skipped, 1);
+    }
+}

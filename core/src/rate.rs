@@ -1,0 +1,218 @@
+//! Per-peer capacity and round-trip estimates, and the timeouts derived from them: geth's
+//! `p2p/msgrate` (spec §3.5), with times as milliseconds supplied by the host.
+
+/// How strongly one measurement moves a peer's estimates.
+const MEASUREMENT_IMPACT: f64 = 0.1;
+/// Headroom when turning throughput into a request size, so capacity can grow.
+const CAPACITY_OVERESTIMATION: f64 = 1.01;
+/// Share of the peers' median round trip mixed into the target at each tuning.
+const TUNING_IMPACT: f64 = 0.25;
+/// Peers used for the median when there are many: the fastest few (geth's `qosTuningPeers`).
+const TUNING_PEERS: usize = 5;
+/// Request timeouts are this many target round trips, scaled by confidence.
+const TTL_SCALING: f64 = 3.0;
+/// Floor of the confidence in the round-trip estimate.
+const MIN_CONFIDENCE: f64 = 0.1;
+/// Confidence stops dropping on joins beyond this many peers (geth's `tuningConfidenceCap`).
+const CONFIDENCE_CAP: usize = 10;
+
+/// Bounds of the round-trip model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateConfig {
+    /// The round trip assumed before anything is measured.
+    pub initial_rtt_ms: f64,
+    /// The median round trip is clamped to this range before it tunes the target.
+    pub min_rtt_ms: f64,
+    pub max_rtt_ms: f64,
+    /// No request waits longer than this.
+    pub max_timeout_ms: f64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        // geth starts at its 20 s maximum, which makes the first timeouts a minute long; a
+        // browser user waiting on a dead peer deserves better, so start at 5 s.
+        RateConfig {
+            initial_rtt_ms: 5_000.0,
+            min_rtt_ms: 1_000.0,
+            max_rtt_ms: 20_000.0,
+            max_timeout_ms: 60_000.0,
+        }
+    }
+}
+
+/// One peer's measured throughput (items per second) and round trip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeerRate {
+    pub items_per_sec: f64,
+    pub rtt_ms: f64,
+}
+
+impl PeerRate {
+    /// Folds in one answered request: `items` useful items after `elapsed_ms`. An answer with
+    /// nothing useful (or a timeout) drops throughput to zero, so the next request is tiny.
+    pub fn update(&mut self, elapsed_ms: f64, items: usize) {
+        if items == 0 {
+            self.items_per_sec = 0.0;
+            return;
+        }
+        let elapsed_ms = elapsed_ms.max(1.0);
+        let measured = items as f64 / (elapsed_ms / 1000.0);
+        self.items_per_sec =
+            (1.0 - MEASUREMENT_IMPACT) * self.items_per_sec + MEASUREMENT_IMPACT * measured;
+        self.rtt_ms = (1.0 - MEASUREMENT_IMPACT) * self.rtt_ms + MEASUREMENT_IMPACT * elapsed_ms;
+    }
+
+    /// Items to ask for so the answer takes about `target_rtt_ms`, within `[1, max]`.
+    pub fn capacity(&self, target_rtt_ms: f64, max: usize) -> usize {
+        let items = 1.0 + CAPACITY_OVERESTIMATION * self.items_per_sec * target_rtt_ms / 1000.0;
+        (items.ceil() as usize).clamp(1, max.max(1))
+    }
+}
+
+/// The shared round-trip target and the confidence in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundTrip {
+    config: RateConfig,
+    rtt_ms: f64,
+    confidence: f64,
+    tuned_at_ms: u64,
+}
+
+impl RoundTrip {
+    pub fn new(config: RateConfig, now_ms: u64) -> RoundTrip {
+        RoundTrip {
+            config,
+            rtt_ms: config.initial_rtt_ms,
+            confidence: 1.0,
+            tuned_at_ms: now_ms,
+        }
+    }
+
+    /// A starting estimate for a peer that just joined: the mean throughput and median round
+    /// trip of the others. Confidence in the target drops a little, as a new peer is unknown.
+    pub fn new_peer(&mut self, others: &[PeerRate]) -> PeerRate {
+        let peers = others.len() + 1;
+        if peers > 1 && peers < CONFIDENCE_CAP {
+            self.confidence =
+                (self.confidence * (peers - 1) as f64 / peers as f64).max(MIN_CONFIDENCE);
+        }
+        if others.is_empty() {
+            return PeerRate {
+                items_per_sec: 0.0,
+                rtt_ms: self.rtt_ms,
+            };
+        }
+        let mean = others.iter().map(|p| p.items_per_sec).sum::<f64>() / others.len() as f64;
+        PeerRate {
+            items_per_sec: mean,
+            rtt_ms: self.median_rtt(others),
+        }
+    }
+
+    fn median_rtt(&self, peers: &[PeerRate]) -> f64 {
+        let mut rtts: Vec<f64> = peers.iter().map(|p| p.rtt_ms).collect();
+        rtts.sort_by(f64::total_cmp);
+        let index = if rtts.len() >= TUNING_PEERS {
+            TUNING_PEERS / 2
+        } else {
+            rtts.len() / 2
+        };
+        rtts.get(index)
+            .copied()
+            .unwrap_or(self.rtt_ms)
+            .clamp(self.config.min_rtt_ms, self.config.max_rtt_ms)
+    }
+
+    /// Moves the target towards the peers' median, at most once per round trip.
+    pub fn tune(&mut self, now_ms: u64, peers: &[PeerRate]) {
+        if peers.is_empty() || (now_ms.saturating_sub(self.tuned_at_ms) as f64) < self.rtt_ms {
+            return;
+        }
+        self.tuned_at_ms = now_ms;
+        self.rtt_ms = (1.0 - TUNING_IMPACT) * self.rtt_ms + TUNING_IMPACT * self.median_rtt(peers);
+        self.confidence += (1.0 - self.confidence) / 2.0;
+    }
+
+    /// How long an answer should take: requests are sized for this.
+    pub fn target_rtt_ms(&self) -> f64 {
+        0.9 * self.rtt_ms
+    }
+
+    /// How long to wait for an answer before giving up on it.
+    pub fn timeout_ms(&self) -> u64 {
+        (TTL_SCALING * self.rtt_ms / self.confidence).min(self.config.max_timeout_ms) as u64
+    }
+
+    pub fn confidence(&self) -> f64 {
+        self.confidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn a_fresh_peer_asks_for_one_item_then_grows() {
+        let mut rt = RoundTrip::new(RateConfig::default(), 0);
+        let mut peer = rt.new_peer(&[]);
+        assert_eq!(peer.capacity(rt.target_rtt_ms(), 384), 1);
+        peer.update(10.0, 1);
+        assert!(peer.capacity(rt.target_rtt_ms(), 384) > 100);
+        assert_eq!(peer.capacity(rt.target_rtt_ms(), 384).min(384), 384);
+    }
+
+    #[test]
+    fn an_empty_answer_slashes_capacity() {
+        let mut peer = PeerRate {
+            items_per_sec: 5000.0,
+            rtt_ms: 100.0,
+        };
+        peer.update(100.0, 0);
+        assert_eq!(peer.capacity(4500.0, 384), 1);
+    }
+
+    #[test]
+    fn timeouts_follow_the_median_within_bounds() {
+        let config = RateConfig::default();
+        let mut rt = RoundTrip::new(config, 0);
+        assert_eq!(rt.timeout_ms(), 15_000);
+        let fast = PeerRate {
+            items_per_sec: 1000.0,
+            rtt_ms: 50.0,
+        };
+        for step in 1..200 {
+            rt.tune(step * 10_000, &[fast; 3]);
+        }
+        // The median is clamped to the 1 s floor, so the timeout settles at 3 s.
+        assert!(
+            (rt.timeout_ms() as f64 - 3_000.0).abs() < 50.0,
+            "{}",
+            rt.timeout_ms()
+        );
+        assert!(rt.confidence() > 0.99);
+    }
+
+    #[test]
+    fn joining_peers_lower_confidence_and_start_from_the_others() {
+        let mut rt = RoundTrip::new(RateConfig::default(), 0);
+        let others = [
+            PeerRate {
+                items_per_sec: 100.0,
+                rtt_ms: 2000.0,
+            },
+            PeerRate {
+                items_per_sec: 300.0,
+                rtt_ms: 4000.0,
+            },
+        ];
+        let joined = rt.new_peer(&others);
+        assert_eq!(joined.items_per_sec, 200.0);
+        assert_eq!(joined.rtt_ms, 4000.0);
+        assert!(rt.confidence() < 1.0);
+    }
+}

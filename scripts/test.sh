@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test, after installing what is missing. CI runs exactly this (through `npm test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "native tests (core, simulator, scenarios)"
+cargo test --workspace --locked
+
+step "core unit tests on wasm32 (Node)"
+bash scripts/test-wasm-core.sh
