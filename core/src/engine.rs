@@ -63,6 +63,11 @@ pub struct EngineConfig {
     pub unservable_retry_ms: u64,
     /// How often a progress event is emitted while syncing.
     pub progress_interval_ms: u64,
+    /// An idle peer re-requests the items of another peer's request once that request is
+    /// this many of its peer's recent round trips old (and at least `min_hedge_ms`), so a
+    /// dropped or garbled answer costs a few round trips instead of a timeout.
+    pub hedge_after_rtts: f64,
+    pub min_hedge_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +84,8 @@ impl Default for EngineConfig {
             stall_timeouts: 3,
             unservable_retry_ms: 30_000,
             progress_interval_ms: 500,
+            hedge_after_rtts: 4.0,
+            min_hedge_ms: 250,
         }
     }
 }
@@ -202,11 +209,14 @@ pub enum EngineError {
 #[derive(Debug)]
 struct Request {
     peer: PeerId,
-    tasks: Vec<Task>,
+    /// What was asked, each with the peers already known to lack it, which a failure keeps.
+    tasks: Vec<Retry>,
     sent_at: u64,
     deadline: u64,
     /// The root generation it was made for.
     generation: u64,
+    /// Whether its items were also asked of another peer.
+    hedged: bool,
 }
 
 /// A task waiting to be asked of (another) peer.
@@ -246,6 +256,7 @@ struct Counters {
     duplicate: u64,
     unexpected: u64,
     bytes_received: u64,
+    hedged: u64,
 }
 
 /// The engine. See the module documentation for the flow.
@@ -770,9 +781,13 @@ impl Engine {
                 .get(&peer)
                 .is_some_and(|p| p.in_flight < self.config.max_in_flight_per_peer)
             {
-                let tasks = self.fill(peer, capacity, now);
+                let mut tasks = self.fill(peer, capacity, now);
                 if tasks.is_empty() {
-                    return;
+                    tasks = self.hedge(peer, capacity, now);
+                }
+                if tasks.is_empty() {
+                    // Nothing for this peer; a retry it lacks may still suit the next one.
+                    break;
                 }
                 self.send_request(peer, tasks, now, timeout);
             }
@@ -780,7 +795,7 @@ impl Engine {
     }
 
     /// Up to `n` tasks for `peer`: retries it has not refused first, then new work.
-    fn fill(&mut self, peer: PeerId, n: usize, now: u64) -> Vec<Task> {
+    fn fill(&mut self, peer: PeerId, n: usize, now: u64) -> Vec<Retry> {
         let mut tasks = Vec::new();
         let usable: Vec<PeerId> = self
             .peers
@@ -807,21 +822,60 @@ impl Engine {
             if retry.lacking.contains(&peer) {
                 keep.push_back(retry);
             } else {
-                tasks.push(retry.task);
+                tasks.push(retry);
             }
         }
         self.retry = keep;
         if tasks.len() < n {
-            tasks.extend(self.scheduler.missing(n - tasks.len()));
+            let fresh = self.scheduler.missing(n - tasks.len());
+            tasks.extend(fresh.into_iter().map(|task| Retry {
+                task,
+                lacking: Vec::new(),
+            }));
         }
         tasks
     }
 
-    fn send_request(&mut self, peer: PeerId, tasks: Vec<Task>, now: u64, timeout: u64) {
+    /// Items of the oldest overdue request of another peer, for an idle `peer` to fetch too.
+    /// Each request is hedged once; whichever answer arrives first is taken.
+    fn hedge(&mut self, peer: PeerId, n: usize, now: u64) -> Vec<Retry> {
+        let overdue = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer != peer && !r.hedged && r.generation == self.generation)
+            .filter(|(_, r)| {
+                let recent = self.peers.get(&r.peer).and_then(|p| p.rate.recent_rtt_ms);
+                let after = recent.map_or(f64::INFINITY, |rtt| rtt * self.config.hedge_after_rtts);
+                now.saturating_sub(r.sent_at) as f64 >= after.max(self.config.min_hedge_ms as f64)
+            })
+            .min_by_key(|(_, r)| r.sent_at)
+            .map(|(id, _)| *id);
+        let Some(id) = overdue else {
+            return Vec::new();
+        };
+        let Some(request) = self.requests.get_mut(&id) else {
+            return Vec::new();
+        };
+        request.hedged = true;
+        let tasks: Vec<Retry> = request
+            .tasks
+            .iter()
+            .filter(|r| self.scheduler.is_wanted(r.task.key()))
+            .take(n)
+            .map(|r| Retry {
+                task: r.task.clone(),
+                lacking: r.lacking.clone(),
+            })
+            .collect();
+        self.counters.hedged += tasks.len() as u64;
+        tasks
+    }
+
+    fn send_request(&mut self, peer: PeerId, tasks: Vec<Retry>, now: u64, timeout: u64) {
         self.stalled_reported = false;
         let id = self.next_request_id;
         self.next_request_id += 1;
-        let hashes = tasks.iter().map(|t| t.hash).collect();
+        let hashes = tasks.iter().map(|t| t.task.hash).collect();
         self.transmits.push_back(Transmit::Frame {
             peer,
             frame: Message::GetNodeData { id, hashes }.encode(),
@@ -839,6 +893,7 @@ impl Engine {
                 sent_at: now,
                 deadline,
                 generation: self.generation,
+                hedged: false,
             },
         );
     }
@@ -868,7 +923,7 @@ impl Engine {
             return;
         };
         self.deadlines.remove(&(request.deadline, id));
-        let mut asked: DigestSet = request.tasks.iter().map(|t| t.hash).collect();
+        let mut asked: DigestSet = request.tasks.iter().map(|t| t.task.hash).collect();
         // Position in the request of each delivered item, to tell skipped items from a tail
         // cut short by the peer's response limit.
         let mut last_served_index = None;
@@ -878,7 +933,7 @@ impl Engine {
             .tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.hash, i))
+            .map(|(i, t)| (t.task.hash, i))
             .collect();
         for blob in blobs {
             let Some(hash) = self.deliver(blob) else {
@@ -913,14 +968,17 @@ impl Engine {
         if request.generation != self.generation {
             return; // the old root's leftovers are not retried
         }
-        for (index, task) in request.tasks.into_iter().enumerate() {
-            if !asked.contains(&task.hash) {
+        for (index, mut retry) in request.tasks.into_iter().enumerate() {
+            if !asked.contains(&retry.task.hash) {
                 continue;
             }
             // An item skipped before a served one, or an empty answer: the peer lacks it.
             // Items after the last served one were likely cut by its size limit.
             let lacking = empty_answer || last_served_index.is_some_and(|last| index < last);
-            self.requeue(task, lacking.then_some(peer));
+            if lacking && !retry.lacking.contains(&peer) {
+                retry.lacking.push(peer);
+            }
+            self.retry.push_back(retry);
         }
     }
 
@@ -941,13 +999,6 @@ impl Engine {
         Some(hash)
     }
 
-    fn requeue(&mut self, task: Task, lacking: Option<PeerId>) {
-        self.retry.push_back(Retry {
-            task,
-            lacking: lacking.into_iter().collect(),
-        });
-    }
-
     fn on_timeout(&mut self, id: u64, request: Request) {
         let mut stalling = false;
         if let Some(p) = self.peers.get_mut(&request.peer) {
@@ -964,9 +1015,7 @@ impl Engine {
             }
         }
         if request.generation == self.generation {
-            for task in request.tasks {
-                self.requeue(task, None);
-            }
+            self.retry.extend(request.tasks);
         }
         if stalling {
             self.disconnect(request.peer, DisconnectReason::Stalling);
@@ -1012,13 +1061,17 @@ impl Engine {
             if let Some(request) = self.requests.remove(&id) {
                 self.deadlines.remove(&(request.deadline, id));
                 if request.generation == self.generation {
-                    for task in request.tasks {
-                        self.requeue(task, None);
-                    }
+                    self.retry.extend(request.tasks);
                 }
             }
         }
-        for retry in self.retry.iter_mut().chain(self.unservable.iter_mut()) {
+        let asked = self.requests.values_mut().flat_map(|r| r.tasks.iter_mut());
+        for retry in self
+            .retry
+            .iter_mut()
+            .chain(self.unservable.iter_mut())
+            .chain(asked)
+        {
             retry.lacking.retain(|p| *p != peer);
         }
     }
@@ -1221,6 +1274,97 @@ mod tests {
         // Frames from a forgotten peer change nothing.
         engine.handle_frame(7, &[0x0e], 0);
         assert!(engine.progress().peers.is_empty());
+    }
+
+    #[test]
+    fn an_item_one_peer_lacks_is_asked_of_the_next_peer() {
+        // Found by the simulator (empty_answers seed 0): the first peer in capacity order had
+        // nothing it could be given, and the others were never offered the retry.
+        let state = generate(&SyntheticConfig::new(20, 9));
+        let config = EngineConfig {
+            max_in_flight_per_peer: 1,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(state.root, config, None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: state.root,
+        })
+        .encode();
+        for peer in [0, 1] {
+            engine.handle_peer_joined(peer, 0);
+            engine.handle_frame(peer, &status, 0);
+        }
+        let op = engine.poll_store_op().unwrap();
+        engine.handle_store_result(op.id, StoreResult::Lookup(vec![false]), 0);
+        let requests = |engine: &mut Engine| -> Vec<(PeerId, u64)> {
+            std::iter::from_fn(|| engine.poll_transmit())
+                .filter_map(|t| match t {
+                    Transmit::Frame { peer, frame } => match Message::decode(&frame) {
+                        Ok(Message::GetNodeData { id, .. }) => Some((peer, id)),
+                        _ => None,
+                    },
+                    Transmit::Disconnect { .. } => None,
+                })
+                .collect()
+        };
+        // Equal capacities: peer 0 comes first and is asked for the root.
+        assert_eq!(requests(&mut engine), vec![(0, 1)]);
+        // It has none of it.
+        let empty = Message::NodeData {
+            id: 1,
+            blobs: vec![],
+        }
+        .encode();
+        engine.handle_frame(0, &empty, 10);
+        let next = requests(&mut engine);
+        assert_eq!(next.len(), 1, "the root was not asked of peer 1: {next:?}");
+        assert_eq!(next[0].0, 1);
+    }
+
+    #[test]
+    fn peers_that_lack_an_item_are_remembered_across_requests() {
+        // Found by the simulator (peers_lacking_part_of_the_state seed 13): each failure
+        // replaced the list of peers lacking an item with the last one, so the item went back
+        // and forth between two peers that lack it and never reached the third that has it.
+        let state = generate(&SyntheticConfig::new(20, 9));
+        let config = EngineConfig {
+            max_in_flight_per_peer: 1,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(state.root, config, None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: state.root,
+        })
+        .encode();
+        for peer in [0, 1, 2] {
+            engine.handle_peer_joined(peer, 0);
+            engine.handle_frame(peer, &status, 0);
+        }
+        let op = engine.poll_store_op().unwrap();
+        engine.handle_store_result(op.id, StoreResult::Lookup(vec![false]), 0);
+        let mut asked = Vec::new();
+        for now in 1..=3 {
+            let request = std::iter::from_fn(|| engine.poll_transmit()).find_map(|t| match t {
+                Transmit::Frame { peer, frame } => match Message::decode(&frame) {
+                    Ok(Message::GetNodeData { id, .. }) => Some((peer, id)),
+                    _ => None,
+                },
+                Transmit::Disconnect { .. } => None,
+            });
+            let Some((peer, id)) = request else { break };
+            asked.push(peer);
+            if peer == 2 {
+                break;
+            }
+            // Peers 0 and 1 do not have the root.
+            let empty = Message::NodeData { id, blobs: vec![] }.encode();
+            engine.handle_frame(peer, &empty, now);
+        }
+        assert_eq!(asked, vec![0, 1, 2]);
     }
 
     #[test]

@@ -38,6 +38,14 @@ impl H256 {
     }
 }
 
+/// Serialized as `0x`-prefixed lowercase hex, as JavaScript and JSON users expect.
+#[cfg(feature = "serde")]
+impl serde::Serialize for H256 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// keccak-256 of `data`.
 pub fn keccak256(data: &[u8]) -> H256 {
     H256(Keccak256::digest(data).into())

@@ -34,6 +34,7 @@ pub mod rate;
 pub mod rlp_items;
 pub mod rng;
 pub mod scheduler;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod synthetic;

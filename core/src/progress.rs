@@ -15,6 +15,11 @@ pub const PROGRESS_RECORD_VERSION: u64 = 1;
 /// The store's meta record, written in the same transaction as the batch it describes (I3).
 /// It survives crashes, so a restarted sync knows its target and totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct ProgressRecord {
     /// The root being synced towards.
     pub root: H256,
@@ -67,6 +72,11 @@ impl ProgressRecord {
 
 /// One peer's figures in a progress report.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct PeerProgress {
     pub peer: u64,
     /// Measured round trip.
@@ -86,6 +96,11 @@ pub struct PeerProgress {
 
 /// What the engine is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Phase {
     Syncing,
     /// No peer can serve what is left; waiting for a new peer or a retry.
@@ -99,6 +114,11 @@ pub enum Phase {
 
 /// A live progress report (DESIGN.md I6).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct Progress {
     pub root: H256,
     pub phase: Phase,

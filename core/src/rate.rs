@@ -46,7 +46,13 @@ impl Default for RateConfig {
 pub struct PeerRate {
     pub items_per_sec: f64,
     pub rtt_ms: f64,
+    /// A fast-moving round-trip estimate from this peer's own answers (none before the
+    /// first): tells quickly when a request is overdue, where `rtt_ms` moves slowly.
+    pub recent_rtt_ms: Option<f64>,
 }
+
+/// How strongly one answer moves `recent_rtt_ms`.
+const RECENT_IMPACT: f64 = 0.3;
 
 impl PeerRate {
     /// Folds in one answered request: `items` useful items after `elapsed_ms`. An answer with
@@ -57,6 +63,10 @@ impl PeerRate {
             return;
         }
         let elapsed_ms = elapsed_ms.max(1.0);
+        self.recent_rtt_ms = Some(match self.recent_rtt_ms {
+            Some(recent) => (1.0 - RECENT_IMPACT) * recent + RECENT_IMPACT * elapsed_ms,
+            None => elapsed_ms,
+        });
         let measured = items as f64 / (elapsed_ms / 1000.0);
         self.items_per_sec =
             (1.0 - MEASUREMENT_IMPACT) * self.items_per_sec + MEASUREMENT_IMPACT * measured;
@@ -101,12 +111,14 @@ impl RoundTrip {
             return PeerRate {
                 items_per_sec: 0.0,
                 rtt_ms: self.rtt_ms,
+                recent_rtt_ms: None,
             };
         }
         let mean = others.iter().map(|p| p.items_per_sec).sum::<f64>() / others.len() as f64;
         PeerRate {
             items_per_sec: mean,
             rtt_ms: self.median_rtt(others),
+            recent_rtt_ms: None,
         }
     }
 
@@ -161,9 +173,15 @@ mod tests {
         let mut rt = RoundTrip::new(RateConfig::default(), 0);
         let mut peer = rt.new_peer(&[]);
         assert_eq!(peer.capacity(rt.target_rtt_ms(), 384), 1);
+        // One item in 10 ms: 100 items/s measured, 10 after the 0.1 EWMA, so 1 + 1.01*10*4.5 s.
         peer.update(10.0, 1);
-        assert!(peer.capacity(rt.target_rtt_ms(), 384) > 100);
-        assert_eq!(peer.capacity(rt.target_rtt_ms(), 384).min(384), 384);
+        assert_eq!(peer.capacity(rt.target_rtt_ms(), 384), 47);
+        for _ in 0..5 {
+            peer.update(100.0, 384);
+        }
+        assert_eq!(peer.capacity(rt.target_rtt_ms(), 384), 384);
+        // The recent estimate moves 30% a sample: 10 → 37 → 55.9 → 69.1 → 78.4 → 84.9.
+        assert_eq!(peer.recent_rtt_ms.map(f64::round), Some(85.0));
     }
 
     #[test]
@@ -171,6 +189,7 @@ mod tests {
         let mut peer = PeerRate {
             items_per_sec: 5000.0,
             rtt_ms: 100.0,
+            recent_rtt_ms: None,
         };
         peer.update(100.0, 0);
         assert_eq!(peer.capacity(4500.0, 384), 1);
@@ -184,6 +203,7 @@ mod tests {
         let fast = PeerRate {
             items_per_sec: 1000.0,
             rtt_ms: 50.0,
+            recent_rtt_ms: None,
         };
         for step in 1..200 {
             rt.tune(step * 10_000, &[fast; 3]);
@@ -204,10 +224,12 @@ mod tests {
             PeerRate {
                 items_per_sec: 100.0,
                 rtt_ms: 2000.0,
+                recent_rtt_ms: None,
             },
             PeerRate {
                 items_per_sec: 300.0,
                 rtt_ms: 4000.0,
+                recent_rtt_ms: None,
             },
         ];
         let joined = rt.new_peer(&others);

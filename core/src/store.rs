@@ -19,6 +19,10 @@ pub struct StoreKey {
 /// Prefix of code keys in a flat key space (geth's `"c" || codeHash`, v1.9.20 on).
 pub const CODE_KEY_PREFIX: u8 = b'c';
 
+/// Key of the progress record in a flat key space. Not 32 or 33 bytes long, so it cannot
+/// collide with a node or code key.
+pub const PROGRESS_KEY: &[u8] = b"statesync-progress";
+
 impl StoreKey {
     pub fn node(hash: H256) -> StoreKey {
         StoreKey {

@@ -19,6 +19,11 @@ use crate::store::{ItemKind, MemoryStore, StoreKey};
 
 /// What a complete walk counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct WalkStats {
     pub accounts: u64,
     /// Accounts with code.

@@ -1,0 +1,203 @@
+//! `StateSource`: a whole state held in memory and served to peers, for the Node.js peer
+//! server, tests and benchmarks. Also `answerFrom`, to serve from any store.
+
+use js_sys::{Array, Function, Uint8Array};
+use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
+use statesync_core::state::{build_genesis, parse_genesis_alloc};
+use statesync_core::synthetic::{generate, SyntheticConfig};
+use statesync_core::wire::{Message, Status, PROTOCOL_VERSION};
+use statesync_core::{BuiltState, StoreKey, H256};
+use wasm_bindgen::prelude::*;
+
+use crate::js::error;
+
+#[wasm_bindgen]
+pub struct StateSource {
+    state: BuiltState,
+}
+
+fn limits(max_items: Option<u32>, soft_bytes: Option<u32>) -> ServeLimits {
+    let mut limits = ServeLimits::default();
+    if let Some(n) = max_items.filter(|n| *n > 0) {
+        limits.max_items = n as usize;
+    }
+    if let Some(n) = soft_bytes.filter(|n| *n > 0) {
+        limits.soft_bytes = n as usize;
+    }
+    limits
+}
+
+fn outcome(
+    result: Result<ServeOutcome, statesync_core::wire::WireError>,
+) -> Result<Option<Uint8Array>, JsValue> {
+    match result {
+        Ok(ServeOutcome::Answer(frame)) => Ok(Some(Uint8Array::from(frame.as_slice()))),
+        Ok(ServeOutcome::Ignored) => Ok(None),
+        Err(err) => Err(error("BAD_FRAME", &err.to_string())),
+    }
+}
+
+#[wasm_bindgen]
+impl StateSource {
+    /// The state of a genesis allocation (the fixture JSON format, or a geth `alloc`).
+    #[wasm_bindgen(js_name = fromGenesis)]
+    pub fn from_genesis(json: &str) -> Result<StateSource, JsValue> {
+        let alloc = parse_genesis_alloc(json).map_err(|e| error("BAD_GENESIS", &e.to_string()))?;
+        Ok(StateSource {
+            state: build_genesis(&alloc),
+        })
+    }
+
+    /// A seeded synthetic state of `accounts` accounts.
+    pub fn synthetic(accounts: u32, seed: u32) -> StateSource {
+        StateSource {
+            state: generate(&SyntheticConfig::new(accounts as usize, u64::from(seed))),
+        }
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn root(&self) -> String {
+        self.state.root.to_string()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn accounts(&self) -> u32 {
+        self.state.accounts as u32
+    }
+
+    #[wasm_bindgen(getter, js_name = nodeCount)]
+    pub fn node_count(&self) -> u32 {
+        self.state.store.node_count() as u32
+    }
+
+    #[wasm_bindgen(getter, js_name = codeCount)]
+    pub fn code_count(&self) -> u32 {
+        self.state.store.code_count() as u32
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> f64 {
+        self.state.store.bytes() as f64
+    }
+
+    /// The Status frame a server sends first.
+    #[wasm_bindgen(js_name = statusFrame)]
+    pub fn status_frame(&self, network_id: u32) -> Uint8Array {
+        status_frame(network_id, self.state.root)
+    }
+
+    /// The NodeData answer to a GetNodeData frame (geth's limits unless given), `undefined`
+    /// for frames a server does not answer; throws `BAD_FRAME` on malformed input.
+    pub fn answer(
+        &self,
+        frame: &[u8],
+        max_items: Option<u32>,
+        soft_bytes: Option<u32>,
+    ) -> Result<Option<Uint8Array>, JsValue> {
+        outcome(answer(frame, limits(max_items, soft_bytes), |k| {
+            self.state.store.get(k)
+        }))
+    }
+
+    /// Every flat key (node hash or `"c" || code hash`), e.g. to copy the state elsewhere.
+    pub fn keys(&self) -> Array {
+        self.state
+            .store
+            .keys()
+            .iter()
+            .map(|k| JsValue::from(Uint8Array::from(k.flat_key().as_slice())))
+            .collect()
+    }
+
+    /// The value under a flat key.
+    pub fn get(&self, flat_key: &[u8]) -> Option<Uint8Array> {
+        let key = parse_flat_key(flat_key)?;
+        self.state.store.get(key).map(Uint8Array::from)
+    }
+}
+
+/// A Status frame announcing `head_root`.
+fn status_frame(network_id: u32, head_root: H256) -> Uint8Array {
+    let frame = Message::Status(Status {
+        version: PROTOCOL_VERSION,
+        network_id: u64::from(network_id),
+        head_root,
+    })
+    .encode();
+    Uint8Array::from(frame.as_slice())
+}
+
+/// A Status frame for a server of `root` (e.g. one serving from a synced database).
+#[wasm_bindgen(js_name = encodeStatus)]
+pub fn encode_status(network_id: u32, root: &str) -> Result<Uint8Array, JsValue> {
+    let root: H256 = root
+        .parse()
+        .map_err(|e| error("BAD_ROOT", &format!("{e}")))?;
+    Ok(status_frame(network_id, root))
+}
+
+/// The flat keys a GetNodeData frame may need (each hash as node and as code), so a server
+/// over an asynchronous store can fetch them before calling `answerFrom`. `undefined` for
+/// other frames.
+#[wasm_bindgen(js_name = requestedKeys)]
+pub fn requested_keys(frame: &[u8]) -> Result<Option<Array>, JsValue> {
+    match Message::decode(frame) {
+        Ok(Message::GetNodeData { hashes, .. }) => Ok(Some(
+            hashes
+                .iter()
+                .flat_map(|h| [StoreKey::node(*h), StoreKey::code(*h)])
+                .map(|k| JsValue::from(Uint8Array::from(k.flat_key().as_slice())))
+                .collect(),
+        )),
+        Ok(_) => Ok(None),
+        Err(err) => Err(error("BAD_FRAME", &err.to_string())),
+    }
+}
+
+/// Answers a GetNodeData frame from `lookup(flatKey) -> Uint8Array | undefined`.
+#[wasm_bindgen(js_name = answerFrom)]
+pub fn answer_from(
+    frame: &[u8],
+    lookup: &Function,
+    max_items: Option<u32>,
+    soft_bytes: Option<u32>,
+) -> Result<Option<Uint8Array>, JsValue> {
+    // The lookup's results must outlive the call to `answer`, which borrows them.
+    let fetched = std::cell::RefCell::new(Vec::<Box<[u8]>>::new());
+    let found = |key: StoreKey| -> Option<usize> {
+        let arg = Uint8Array::from(key.flat_key().as_slice());
+        let value = lookup.call1(&JsValue::NULL, &arg).ok()?;
+        let bytes = value.dyn_into::<Uint8Array>().ok()?.to_vec();
+        let mut all = fetched.borrow_mut();
+        all.push(bytes.into_boxed_slice());
+        Some(all.len() - 1)
+    };
+    // Resolve first, then serve from the collected values.
+    let request = Message::decode(frame).map_err(|e| error("BAD_FRAME", &e.to_string()))?;
+    let Message::GetNodeData { hashes, .. } = &request else {
+        return Ok(None);
+    };
+    let mut index = std::collections::HashMap::new();
+    for hash in hashes {
+        for key in [StoreKey::node(*hash), StoreKey::code(*hash)] {
+            if let Some(i) = found(key) {
+                index.insert(key, i);
+                break;
+            }
+        }
+    }
+    let values = fetched.borrow();
+    outcome(answer(frame, limits(max_items, soft_bytes), |k| {
+        index.get(&k).map(|i| &values[*i][..])
+    }))
+}
+
+fn parse_flat_key(flat: &[u8]) -> Option<StoreKey> {
+    match flat.len() {
+        32 => H256::from_slice(flat).map(StoreKey::node),
+        33 if flat[0] == statesync_core::store::CODE_KEY_PREFIX => {
+            H256::from_slice(&flat[1..]).map(StoreKey::code)
+        }
+        _ => None,
+    }
+}
