@@ -25,6 +25,7 @@
 //! answers to requests made for an old root are still used after a switch (geth #21260).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -135,7 +136,7 @@ pub enum StoreAction {
     Lookup(Vec<StoreKey>),
     /// Write the batch and the progress record in one atomic transaction.
     Commit {
-        batch: CommitBatch,
+        batch: Arc<CommitBatch>,
         progress: ProgressRecord,
     },
 }
@@ -281,7 +282,7 @@ pub struct Engine {
     relookup: Vec<StoreKey>,
     /// The commit in flight: only one at a time, so a batch never lands before the batch
     /// holding its children (I2 across batches).
-    committing: Option<(u64, CommitBatch, ProgressRecord)>,
+    committing: Option<(u64, Arc<CommitBatch>, ProgressRecord)>,
     /// Completed items carried from an old root's scheduler after a switch.
     backlog: CommitBatch,
     flush_requested: bool,
@@ -411,7 +412,13 @@ impl Engine {
                         },
                     );
                 } else if let Some(p) = self.peers.get_mut(&peer) {
+                    let newly_usable = p.head_root.is_none();
                     p.head_root = Some(status.head_root);
+                    if newly_usable {
+                        // Only now can it be asked: offer it what nobody else had.
+                        self.retry.extend(self.unservable.drain(..));
+                        self.stalled_reported = false;
+                    }
                 }
             }
             Ok(Message::NodeData { id, blobs }) => self.on_node_data(peer, id, &blobs, now),
@@ -748,10 +755,12 @@ impl Engine {
         self.send_commit(batch, record);
     }
 
-    fn send_commit(&mut self, batch: CommitBatch, progress: ProgressRecord) {
+    fn send_commit(&mut self, batch: impl Into<Arc<CommitBatch>>, progress: ProgressRecord) {
         let id = self.next_op_id;
         self.next_op_id += 1;
-        self.committing = Some((id, batch.clone(), progress));
+        // Shared, not copied: kept for a retry if the store fails.
+        let batch: Arc<CommitBatch> = batch.into();
+        self.committing = Some((id, Arc::clone(&batch), progress));
         self.store_ops.push_back(StoreOp {
             id,
             action: StoreAction::Commit { batch, progress },
@@ -1365,6 +1374,48 @@ mod tests {
             engine.handle_frame(peer, &empty, now);
         }
         assert_eq!(asked, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn unservable_items_go_to_a_new_peer_as_soon_as_its_status_arrives() {
+        // Found by the simulator (no_peer_can_serve_until_a_complete_peer_joins): items were
+        // offered again when the peer connected, before its Status made it usable, so they
+        // were parked again and waited for the unservable retry timer.
+        let state = generate(&SyntheticConfig::new(20, 9));
+        let mut engine = Engine::new(state.root, EngineConfig::default(), None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: state.root,
+        })
+        .encode();
+        let requests = |engine: &mut Engine| -> Vec<(PeerId, u64)> {
+            std::iter::from_fn(|| engine.poll_transmit())
+                .filter_map(|t| match t {
+                    Transmit::Frame { peer, frame } => match Message::decode(&frame) {
+                        Ok(Message::GetNodeData { id, .. }) => Some((peer, id)),
+                        _ => None,
+                    },
+                    Transmit::Disconnect { .. } => None,
+                })
+                .collect()
+        };
+        engine.handle_peer_joined(0, 0);
+        engine.handle_frame(0, &status, 0);
+        let op = engine.poll_store_op().unwrap();
+        engine.handle_store_result(op.id, StoreResult::Lookup(vec![false]), 0);
+        assert_eq!(requests(&mut engine), vec![(0, 1)]);
+        let empty = Message::NodeData {
+            id: 1,
+            blobs: vec![],
+        }
+        .encode();
+        engine.handle_frame(0, &empty, 10);
+        assert_eq!(engine.progress().unservable, 1);
+        // A peer connects; its Status follows a round trip later.
+        engine.handle_peer_joined(1, 20);
+        engine.handle_frame(1, &status, 120);
+        assert_eq!(requests(&mut engine), vec![(1, 2)]);
     }
 
     #[test]
