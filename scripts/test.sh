@@ -17,3 +17,6 @@ cargo test --workspace --locked
 
 step "core unit tests on wasm32 (Node)"
 bash scripts/test-wasm-core.sh
+
+step "Node.js tool (CLI, LevelDB, peers over WebSockets)"
+bash scripts/test-node.sh

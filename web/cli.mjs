@@ -1,0 +1,852 @@
+#!/usr/bin/env node
+// statesync: the Node.js tool. Syncs an Ethereum state from WebSocket peers into LevelDB,
+// verifies a stored state, serves one (from a genesis file, a synthetic state or a synced
+// database), and runs the demo. The engine is the same WebAssembly package the browser uses.
+// docs/CLI.md documents every command, option and exit code.
+
+import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+
+import { openLevelStore, levelSource } from './leveldb-store.mjs';
+import { connectPeers } from './transport.mjs';
+import { startPeerServer, parseFaults } from './peer-server.mjs';
+import { startStaticServer } from './static-server.mjs';
+import { JsonReporter, TextReporter, count, formatBytes, formatSeconds, shortHash } from './cli-report.mjs';
+
+const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
+const REPO_DIR = path.dirname(WEB_DIR);
+const GENESIS_FIXTURE = path.join(REPO_DIR, 'fixtures', 'genesis_mainnet.json');
+
+/** Exit codes; docs/CLI.md has the same table. */
+export const EXIT = Object.freeze({
+  OK: 0,
+  FAILED: 1, // anything not below: an engine failure, a missing wasm build, a bug
+  USAGE: 2, // bad arguments
+  BAD_ROOT: 3, // a root that is not 32 bytes of hex
+  UNREACHABLE: 4, // no peer connected within --connect-timeout
+  ROOT_MISMATCH: 5, // the database holds a sync towards another root
+  LOCKED: 6, // the database is locked by another process
+  INCOMPLETE: 7, // verify found a gap
+  STORE: 8, // the database cannot be opened, read or written
+  INTERRUPTED: 130, // SIGINT: the current batch was flushed; run again to resume
+});
+
+/** An error that ends the command with `exitCode` and a one-line `message`. */
+class CliError extends Error {
+  constructor(exitCode, code, message, fields = {}) {
+    super(message);
+    this.exitCode = exitCode;
+    this.code = code;
+    this.fields = fields;
+  }
+}
+
+const usageError = (command, message) =>
+  new CliError(EXIT.USAGE, 'USAGE', `${message} (see 'statesync ${command ? `${command} ` : ''}--help')`);
+
+// ── the wasm package ────────────────────────────────────────────────────────────────────
+
+let wasmModule;
+function wasm() {
+  if (!wasmModule) {
+    const require = createRequire(import.meta.url);
+    try {
+      wasmModule = require('./pkg/node/statesync_wasm.js');
+    } catch (err) {
+      throw new CliError(EXIT.FAILED, 'NOT_BUILT', `the WebAssembly package is not built (${err.code ?? err.message}): run 'npm run build' (bash scripts/build-wasm.sh)`);
+    }
+  }
+  return wasmModule;
+}
+
+// ── argument helpers ────────────────────────────────────────────────────────────────────
+
+/** A root as 0x + 64 lowercase hex digits, or exit code 3. */
+export function parseRoot(text) {
+  const match = /^(0x)?([0-9a-fA-F]{64})$/.exec(String(text).trim());
+  if (!match) {
+    throw new CliError(EXIT.BAD_ROOT, 'BAD_ROOT', `malformed root "${text}": expected a 32-byte hash as 64 hex digits (0x…)`);
+  }
+  return `0x${match[2].toLowerCase()}`;
+}
+
+function number(command, name, value, { min = 0, max = Infinity, integer = true } = {}) {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+    const range = max === Infinity ? `${integer ? 'an integer' : 'a number'} ≥ ${min}` : `${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
+    throw usageError(command, `--${name} needs ${range}, got "${value}"`);
+  }
+  return n;
+}
+
+function peerUrls(command, values) {
+  const urls = (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  if (urls.length === 0) throw usageError(command, '--peer URL is required (ws://host:port, repeat it for more peers)');
+  for (const url of urls) {
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw usageError(command, `--peer "${url}" is not a URL`);
+    }
+    if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw usageError(command, `--peer "${url}" is not a ws:// or wss:// URL`);
+  }
+  return urls;
+}
+
+function parse(command, spec, argv) {
+  const options = { help: { type: 'boolean', short: 'h' }, ...spec.options };
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+  } catch (err) {
+    // Node's messages carry advice about '--' after the first sentence; the first is the reason.
+    const reason = String(err.message).split(/\.\s/)[0].replace(/\.$/, '');
+    throw usageError(command, reason.charAt(0).toLowerCase() + reason.slice(1));
+  }
+}
+
+async function openStore(dir, { createIfMissing = true } = {}) {
+  try {
+    return await openLevelStore(dir, { createIfMissing });
+  } catch (err) {
+    if (err.code === 'LOCKED') throw new CliError(EXIT.LOCKED, 'LOCKED', err.message);
+    throw new CliError(EXIT.STORE, err.code ?? 'STORE', err.message);
+  }
+}
+
+function reporterFor(values, { intervalMs } = {}) {
+  return values.json ? new JsonReporter() : new TextReporter({ intervalMs });
+}
+
+// ── sync ────────────────────────────────────────────────────────────────────────────────
+
+const SYNC = {
+  summary: 'download the state under a root from peers into LevelDB',
+  usage: `usage: statesync sync --peer URL [--peer URL…] --root HASH --db DIR [options]
+
+Downloads every trie node and contract code under --root from the peers, verifies each
+against its hash and stores it in the LevelDB database DIR (created if missing). Progress
+survives anything: Ctrl-C flushes the current batch and exits 130, and running the same
+command again resumes where it stopped.
+
+options:
+  --peer URL              a peer (ws:// or wss://); repeat, or separate with commas
+  --root HASH             the state root to sync (0x + 64 hex digits)
+  --db DIR                the LevelDB database directory
+  --switch-root           the database holds a sync towards another root: sync it towards
+                          --root instead, keeping (and skipping) everything stored
+  --json                  one JSON object per line per event instead of the progress bar
+  --batch-bytes N         bytes of verified data per atomic write batch (default 1048576)
+  --max-in-flight N       requests outstanding per peer (default 4)
+  --max-items N           items per request, at most 1024 (default 384)
+  --connect-timeout S     exit 4 when no peer is connected for S seconds (default 10;
+                          0 waits forever)
+  --progress-interval MS  time between progress events (default 250 on a terminal, else 500)
+  -h, --help              this help
+
+exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
+5 database synced towards another root, 6 database locked, 8 storage error,
+130 interrupted (resumable), 1 anything else`,
+  options: {
+    peer: { type: 'string', multiple: true },
+    root: { type: 'string' },
+    db: { type: 'string' },
+    'switch-root': { type: 'boolean' },
+    json: { type: 'boolean' },
+    'batch-bytes': { type: 'string' },
+    'max-in-flight': { type: 'string' },
+    'max-items': { type: 'string' },
+    'connect-timeout': { type: 'string' },
+    'progress-interval': { type: 'string' },
+  },
+  async run(values) {
+    if (values.root === undefined) throw usageError('sync', '--root HASH is required');
+    if (values.db === undefined) throw usageError('sync', '--db DIR is required');
+    const peers = peerUrls('sync', values.peer);
+    const options = {
+      peers,
+      db: values.db,
+      switchRoot: Boolean(values['switch-root']),
+      batchBytes: number('sync', 'batch-bytes', values['batch-bytes'], { min: 1 }),
+      maxInFlight: number('sync', 'max-in-flight', values['max-in-flight'], { min: 1 }),
+      maxItems: number('sync', 'max-items', values['max-items'], { min: 1, max: 1024 }),
+      connectTimeoutMs: 1000 * (number('sync', 'connect-timeout', values['connect-timeout'], { integer: false }) ?? 10),
+      progressIntervalMs: number('sync', 'progress-interval', values['progress-interval'], { min: 1 }),
+    };
+    options.root = parseRoot(values.root);
+    const reporter = reporterFor(values);
+    const result = await syncWithSignals(options, reporter);
+    reporter.result({
+      type: 'summary',
+      ok: true,
+      exitCode: EXIT.OK,
+      ...result.fields,
+      text: syncSummary(result),
+    });
+    return EXIT.OK;
+  },
+};
+
+/** Human summary of a finished sync. */
+function syncSummary({ fields: f }) {
+  const lines = [`synced ${f.root} into ${f.db} in ${formatSeconds(f.elapsedMs)}`];
+  lines.push(`  ${count(f.committed)} items stored (${formatBytes(f.committedBytes)}); this run fetched ${count(f.processed)}` + (f.skipped ? `, skipped ${count(f.skipped)} subtries already stored` : '') + `, ${count(f.duplicate)} duplicate, ${count(f.unexpected)} unexpected`);
+  if (f.processed === 0) lines.push('  (the database already held the complete state: nothing to fetch)');
+  return lines.join('\n');
+}
+
+/** Runs a sync with Ctrl-C handling: the first SIGINT flushes and exits 130, a second one at once. */
+async function syncWithSignals(options, reporter) {
+  const control = { stop: null };
+  let interrupts = 0;
+  const onSignal = (signal) => {
+    interrupts++;
+    if (interrupts > 1 || !control.stop) {
+      const message = control.stop ? `${signal} again: exiting without waiting for the flush (every written batch is intact)` : `${signal}: stopped before the sync started`;
+      reporter.error({ code: 'INTERRUPTED', exitCode: EXIT.INTERRUPTED, message });
+      process.exit(EXIT.INTERRUPTED);
+    }
+    reporter.info(`${signal}: flushing the current batch; Ctrl-C again to exit at once`);
+    control.stop('interrupted');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await runSync(options, reporter, control);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * Syncs `options.root` into the database `options.db`. Resolves with the summary fields when
+ * the root is complete; throws CliError otherwise. `control.stop(reason)` is set while running.
+ */
+async function runSync(options, reporter, control = {}) {
+  const { root, db } = options;
+  const engine = wasm();
+  const store = await openStore(db);
+  const startedAt = Date.now();
+  let transport;
+  let watchdog;
+  try {
+    let record;
+    try {
+      record = await engine.readProgress({ store });
+    } catch (err) {
+      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `cannot read the progress record in ${db}: ${err.message}`);
+    }
+    if (record && record.root !== root && !options.switchRoot) {
+      throw new CliError(
+        EXIT.ROOT_MISMATCH,
+        'ROOT_MISMATCH',
+        `the database ${db} holds a sync towards another root, ${record.root} (${record.complete ? 'complete' : `${count(record.committedItems)} items stored`}); ` +
+          `run again with --switch-root to sync it towards ${root} keeping what is stored, or use another --db`,
+        { storedRoot: record.root },
+      );
+    }
+    if (record && record.root !== root) {
+      reporter.info(`switching ${db} from ${record.root} to ${root}; the ${count(record.committedItems)} stored items are kept and skipped`, { resumed: true, storedItems: record.committedItems, storedRoot: record.root });
+    } else if (record?.complete) {
+      reporter.info(`${db} already holds the complete state under ${root}: checking the root and finishing`, { resumed: true, storedItems: record.committedItems });
+    } else if (record) {
+      reporter.info(`resuming: ${db} already holds ${count(record.committedItems)} items (${formatBytes(record.committedBytes)}) of ${root}`, { resumed: true, storedItems: record.committedItems });
+    } else {
+      reporter.info(`syncing ${root} into ${db} from ${options.peers.length} peer${options.peers.length === 1 ? '' : 's'}`, { resumed: false });
+    }
+
+    const urlOf = new Map(); // engine peer id -> URL
+    const dropped = new Set(); // engine peer ids the engine disconnected
+    const otherHeads = new Set(); // engine peer ids warned about announcing another root
+    let stopping = null;
+    let storeFailures = 0;
+    let lastCommitted = -1;
+    let latest; // the last progress report
+
+    const outcome = await new Promise((resolve) => {
+      let settled = false;
+      const finish = (value) => {
+        if (!settled) {
+          settled = true;
+          resolve(value);
+        }
+      };
+      const onEvent = (event) => {
+        if (event.type === 'peerDisconnected') {
+          dropped.add(event.peer);
+          const url = urlOf.get(event.peer);
+          if (reporter instanceof JsonReporter) reporter.event({ ...event, url });
+          else reporter.peer({ url, id: event.peer, state: 'dropped', reason: event.reason });
+          return;
+        }
+        if (event.type === 'progress' || event.type === 'finished') {
+          latest = event;
+          for (const p of event.peers ?? []) {
+            // A peer whose head is another root may well not hold this state: say so once.
+            if (p.headRoot && p.headRoot !== root && !otherHeads.has(p.peer)) {
+              otherHeads.add(p.peer);
+              reporter.warn(`peer ${urlOf.get(p.peer) ?? p.peer} announces head ${p.headRoot}, not ${root}; it may not hold this state`, { peer: p.peer, url: urlOf.get(p.peer), headRoot: p.headRoot });
+            }
+          }
+          if (event.committed > lastCommitted) {
+            if (lastCommitted >= 0) storeFailures = 0;
+            lastCommitted = event.committed;
+          }
+        }
+        reporter.event(event);
+        if (event.type === 'paused' && !stopping) {
+          // Only a store failure pauses a CLI sync. Retry the write a few times, then give up:
+          // every batch already written is whole, so the database stays resumable.
+          storeFailures++;
+          if (storeFailures > 3) {
+            stopping = 'store';
+            finish({ kind: 'store', message: `${event.reason}: ${event.message}` });
+          } else {
+            setTimeout(() => sync.resume(), 500 * 2 ** storeFailures);
+          }
+        }
+      };
+      const sync = new engine.StateSync({
+        root,
+        store,
+        switchRoot: options.switchRoot,
+        batchBytes: options.batchBytes,
+        maxInFlight: options.maxInFlight,
+        maxItemsPerRequest: options.maxItems,
+        progressIntervalMs: options.progressIntervalMs ?? (reporter instanceof TextReporter && reporter.tty ? 250 : 500),
+        onEvent,
+      });
+
+      // Ctrl-C and the watchdog stop through cancel(): the engine flushes what is complete,
+      // then start() resolves (with no progress, or one in phase 'cancelled').
+      control.stop = (reason) => {
+        if (stopping) return;
+        stopping = reason;
+        const cancel = () => {
+          // The engine exists once start() has opened the store; until then cancel() is a no-op.
+          if (sync.progress() === undefined) setTimeout(cancel, 20);
+          else sync.cancel();
+        };
+        cancel();
+        setTimeout(() => {
+          reporter.warn('the flush did not finish within 15 s; exiting (written batches are intact)');
+          finish({ kind: reason });
+        }, 15_000).unref();
+      };
+
+      sync.start().then(
+        // A cancelled sync resolves too (undefined, or a progress with phase 'cancelled').
+        (progress) => finish(progress?.phase === 'done' ? { kind: 'finished', progress } : { kind: stopping ?? 'interrupted', progress }),
+        (error) => finish({ kind: 'error', error }),
+      );
+
+      let everConnected = false;
+      transport = connectPeers({
+        urls: options.peers,
+        sync,
+        WebSocket,
+        backoff: { initialMs: 250, maxMs: 5_000 },
+        onChange: (peer) => {
+          urlOf.set(peer.id, peer.url);
+          const was = peer.reported;
+          peer.reported = peer.state;
+          if (peer.state === 'open' && was !== 'open') {
+            everConnected = true;
+            reporter.peer({ url: peer.url, id: peer.id, state: 'open' });
+          } else if (was === 'open' && peer.state !== 'open' && !stopping && !settled) {
+            if (!dropped.has(peer.id)) reporter.peer({ url: peer.url, state: 'lost', error: peer.lastError });
+          } else if (reporter instanceof JsonReporter && peer.state === 'waiting' && was !== 'waiting' && !settled) {
+            reporter.peer({ url: peer.url, state: 'waiting', error: peer.lastError, retryInMs: Math.max(0, (peer.retryAt ?? 0) - Date.now()) });
+          }
+        },
+      });
+
+      // Unreachable peers: nobody connected for connectTimeoutMs (at start, or after losing all).
+      let noPeerSince = Date.now();
+      watchdog = setInterval(() => {
+        if (transport.peers.some((p) => p.state === 'open')) {
+          noPeerSince = null;
+          return;
+        }
+        noPeerSince ??= Date.now();
+        if (options.connectTimeoutMs > 0 && Date.now() - noPeerSince >= options.connectTimeoutMs && !stopping) {
+          const why = transport.peers.map((p) => `${p.url}${p.lastError ? ` (${p.lastError})` : ''}`).join(', ');
+          const seconds = options.connectTimeoutMs / 1000;
+          control.unreachable = everConnected ? `lost every peer for ${seconds} s: ${why}` : `no peer reachable within ${seconds} s: ${why}`;
+          control.stop('unreachable');
+        }
+      }, 100);
+    });
+
+    clearInterval(watchdog);
+    transport.close();
+    const elapsedMs = Date.now() - startedAt;
+    reporter.done();
+
+    if (outcome.kind === 'finished') {
+      const p = outcome.progress;
+      return {
+        progress: p,
+        fields: {
+          root,
+          db,
+          processed: p.processed,
+          committed: p.committed,
+          committedBytes: p.committedBytes,
+          skipped: p.skipped,
+          duplicate: p.duplicate,
+          unexpected: p.unexpected,
+          bytesReceived: p.bytesReceived,
+          elapsedMs,
+          resumed: Boolean(record),
+        },
+      };
+    }
+    const last = await engine.readProgress({ store }).catch(() => null);
+    const stored = last ? `${count(last.committedItems)} items (${formatBytes(last.committedBytes)}) stored in ${db}` : `nothing stored in ${db} yet`;
+    const fields = { committed: last?.committedItems ?? 0, processed: outcome.progress?.processed ?? latest?.processed ?? 0 };
+    switch (outcome.kind) {
+      case 'interrupted':
+        throw new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
+      case 'unreachable':
+        throw new CliError(EXIT.UNREACHABLE, 'UNREACHABLE', `${control.unreachable}; ${stored}`, fields);
+      case 'store':
+        throw new CliError(EXIT.STORE, 'STORE', `writing to ${db} keeps failing (${outcome.message}); ${stored}`, fields);
+      default:
+        throw syncError(outcome.error, db);
+    }
+  } finally {
+    clearInterval(watchdog);
+    transport?.close();
+    await store.close().catch(() => {});
+  }
+}
+
+/** Maps a start() rejection to an exit code. */
+function syncError(err, db) {
+  const code = err?.code ?? 'FAILED';
+  const message = err?.message ?? String(err);
+  if (code === 'ROOT_MISMATCH') return new CliError(EXIT.ROOT_MISMATCH, code, `${message} (the CLI flag is --switch-root)`);
+  if (code === 'BAD_ROOT') return new CliError(EXIT.BAD_ROOT, code, message);
+  if (code === 'STORE_BLOCKED') return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
+  if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, `storage failed: ${message}`);
+  return new CliError(EXIT.FAILED, code, `sync failed: ${message}`);
+}
+
+// ── verify ──────────────────────────────────────────────────────────────────────────────
+
+const VERIFY = {
+  summary: 'walk a stored state from its root and check that nothing is missing',
+  usage: `usage: statesync verify --db DIR [--root HASH] [--json]
+
+Walks the state under the root in the LevelDB database DIR: every trie node is read and
+hashed, every account's storage trie and code must be present. Prints the counts; any gap is
+exit code 7 with a message naming it.
+
+options:
+  --db DIR        the LevelDB database directory
+  --root HASH     the root to verify (default: the root of the sync stored in DIR)
+  --json          print the result as one JSON object
+  -h, --help      this help
+
+exit codes: 0 complete, 2 bad arguments, 3 malformed root, 6 database locked,
+7 incomplete (a gap), 8 no database / storage error, 1 anything else`,
+  options: {
+    db: { type: 'string' },
+    root: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  async run(values) {
+    if (values.db === undefined) throw usageError('verify', '--db DIR is required');
+    let root = values.root === undefined ? undefined : parseRoot(values.root);
+    const reporter = reporterFor(values);
+    const result = await runVerify({ db: values.db, root }, reporter);
+    reporter.result({ type: 'verified', ok: true, exitCode: EXIT.OK, ...result.fields, text: verifySummary(result.fields) });
+    return EXIT.OK;
+  },
+};
+
+async function runVerify({ db, root }, reporter) {
+  const engine = wasm();
+  const store = await openStore(db, { createIfMissing: false });
+  try {
+    const record = await engine.readProgress({ store }).catch(() => null);
+    if (!root) {
+      if (!record) throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `${db} holds no sync (no progress record); pass --root HASH to walk a root anyway`);
+      root = record.root;
+    }
+    const startedAt = Date.now();
+    let stats;
+    try {
+      stats = await engine.verifyStore({ root, store });
+    } catch (err) {
+      if (err.code === 'INCOMPLETE') {
+        const partial = record && record.root === root && !record.complete ? ` (a sync towards it stopped after ${count(record.committedItems)} items: run sync again to finish)` : '';
+        throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `the state under ${root} in ${db} is incomplete: ${err.message}${partial}`, { root });
+      }
+      if (err.code === 'BAD_ROOT') throw new CliError(EXIT.BAD_ROOT, err.code, err.message);
+      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}`);
+    }
+    return { fields: { root, db, ...stats, bytes: stats.nodeBytes + stats.codeBytes, elapsedMs: Date.now() - startedAt } };
+  } finally {
+    await store.close().catch(() => {});
+  }
+}
+
+function verifySummary(f) {
+  const row = (label, value) => `  ${label.padEnd(15)}${value}`;
+  return [
+    `verified root ${f.root} in ${f.db} (${formatSeconds(f.elapsedMs)})`,
+    row('accounts', count(f.accounts)),
+    row('contracts', `${count(f.contracts)} (${count(f.codes)} distinct code blobs, ${formatBytes(f.codeBytes)})`),
+    row('storage tries', count(f.storageTries)),
+    row('storage slots', count(f.values)),
+    row('trie nodes', `${count(f.nodes)} (${formatBytes(f.nodeBytes)})`),
+    row('total bytes', formatBytes(f.bytes)),
+  ].join('\n');
+}
+
+// ── serve ───────────────────────────────────────────────────────────────────────────────
+
+const FAULT_FLAGS = {
+  latency: 'latencyMs',
+  jitter: 'jitterMs',
+  'drop-rate': 'dropRate',
+  'corrupt-rate': 'corruptRate',
+  'partial-rate': 'partialRate',
+  'stall-rate': 'stallRate',
+  'garbage-rate': 'garbageRate',
+  'close-after': 'closeAfter',
+};
+
+const SERVE = {
+  summary: 'serve a state to peers over WebSocket (genesis file, synthetic state or synced database)',
+  usage: `usage: statesync serve (--genesis FILE | --synthetic ACCOUNTS[:SEED] | --db DIR [--root HASH]) [options]
+
+A WebSocket peer speaking the statesync wire protocol with geth's serving limits (at most
+1024 items and about 2 MiB per answer). Serving from a synced database means any synced node
+can serve others. Runs until Ctrl-C (exit 0).
+
+source (exactly one):
+  --genesis FILE            a genesis allocation (e.g. fixtures/genesis_mainnet.json)
+  --synthetic N[:SEED]      a seeded synthetic state of N accounts (seed default 1)
+  --db DIR                  a LevelDB database written by 'statesync sync'
+  --root HASH               with --db: the root to announce (default: the stored sync's)
+
+options:
+  --port N                  port to listen on (default 0: any free port, printed)
+  --host HOST               address to bind (default 127.0.0.1)
+  --network-id N            network id in the Status frame (default 1)
+  --json                    print 'listening' and final 'stats' as JSON lines
+  -h, --help                this help
+
+fault injection (a test peer; rates are probabilities per request, 0 to 1):
+  --latency MS              delay before each answer
+  --jitter MS               plus up to this much, uniformly
+  --drop-rate P             never answer
+  --corrupt-rate P          flip a byte of the last blob
+  --partial-rate P          answer only half of what was asked
+  --stall-rate P            answer only after 20 s
+  --garbage-rate P          send random bytes instead
+  --close-after N           close each connection after N requests
+  --faults k=v,...          the same by peer-server name (latencyMs, jitterMs, dropRate,
+                            stallRate, stallMs, corruptRate, partialRate, garbageRate,
+                            closeAfter, maxItems, softBytes)
+  --seed N                  seed of the fault generator (default 1)
+
+exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database locked,
+8 no database / storage error, 1 anything else (e.g. the port is taken)`,
+  options: {
+    genesis: { type: 'string' },
+    synthetic: { type: 'string' },
+    db: { type: 'string' },
+    root: { type: 'string' },
+    port: { type: 'string' },
+    host: { type: 'string' },
+    'network-id': { type: 'string' },
+    json: { type: 'boolean' },
+    faults: { type: 'string' },
+    seed: { type: 'string' },
+    ...Object.fromEntries(Object.keys(FAULT_FLAGS).map((k) => [k, { type: 'string' }])),
+  },
+  async run(values) {
+    const sources = ['genesis', 'synthetic', 'db'].filter((k) => values[k] !== undefined);
+    if (sources.length !== 1) throw usageError('serve', sources.length ? `give one source, not ${sources.map((s) => `--${s}`).join(' and ')}` : 'a source is required: --genesis FILE, --synthetic N[:SEED] or --db DIR');
+    if (values.root !== undefined && !values.db) throw usageError('serve', '--root goes with --db');
+    const port = number('serve', 'port', values.port, { max: 65535 }) ?? 0;
+    const networkId = number('serve', 'network-id', values['network-id'], { max: 2 ** 32 - 1 }) ?? 1;
+    const seed = number('serve', 'seed', values.seed, { max: 2 ** 32 - 1 }) ?? 1;
+    let faults;
+    try {
+      faults = parseFaults(values.faults);
+    } catch (err) {
+      throw usageError('serve', `--faults: ${err.message}`);
+    }
+    for (const [flag, key] of Object.entries(FAULT_FLAGS)) {
+      if (values[flag] === undefined) continue;
+      const rate = flag.endsWith('-rate');
+      faults[key] = number('serve', flag, values[flag], { max: rate ? 1 : Infinity, integer: !rate });
+    }
+    const synthetic = values.synthetic === undefined ? undefined : parseSynthetic('serve', values.synthetic);
+    const root = values.root === undefined ? undefined : parseRoot(values.root);
+    const reporter = reporterFor(values);
+
+    const engine = wasm();
+    let source;
+    let store;
+    let describe;
+    if (values.genesis !== undefined) {
+      source = genesisSource(values.genesis);
+      describe = `${count(source.accounts)} accounts, ${count(source.nodeCount)} nodes, ${count(source.codeCount)} codes, ${formatBytes(source.bytes)}`;
+    } else if (synthetic) {
+      source = engine.StateSource.synthetic(synthetic.accounts, synthetic.seed);
+      describe = `synthetic: ${count(source.accounts)} accounts (seed ${synthetic.seed}), ${count(source.nodeCount)} nodes, ${count(source.codeCount)} codes, ${formatBytes(source.bytes)}`;
+    } else {
+      store = await openStore(values.db, { createIfMissing: false });
+      const record = await engine.readProgress({ store }).catch(() => null);
+      const announced = root ?? record?.root;
+      if (!announced) {
+        await store.close();
+        throw usageError('serve', `${values.db} holds no sync record: pass --root HASH`);
+      }
+      if (!record || record.root !== announced || !record.complete) {
+        reporter.warn(`${values.db} does not hold the complete state under ${announced}: peers get what is stored`);
+      }
+      source = levelSource(store, announced, engine);
+      describe = `database ${values.db}${record ? `, ${count(record.committedItems)} items (${formatBytes(record.committedBytes)})` : ''}`;
+    }
+
+    let server;
+    try {
+      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, seed, log: (m) => reporter.warn(m) });
+    } catch (err) {
+      await store?.close();
+      throw new CliError(EXIT.FAILED, err.code ?? 'LISTEN', `cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${err.message}`);
+    }
+    const active = Object.entries(faults).filter(([k, v]) => v && k !== 'stallMs');
+    reporter.result({
+      type: 'listening',
+      url: server.url,
+      port: server.port,
+      root: source.root,
+      faults: Object.fromEntries(active),
+      text: `serving ${source.root} (${describe}) at ${server.url}${active.length ? ` with faults ${active.map(([k, v]) => `${k}=${v}`).join(',')}` : ''}; Ctrl-C to stop`,
+    });
+    await new Promise((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await server.close();
+    await store?.close();
+    const s = server.stats;
+    reporter.result({ type: 'stats', ...s, text: `stopped: ${s.connections} connections, ${s.requests} requests, ${s.answered} answered` });
+    return EXIT.OK;
+  },
+};
+
+function parseSynthetic(command, text) {
+  const m = /^(\d+)(?::(\d+))?$/.exec(text);
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 2 ** 32 - 1 || Number(m[2] ?? 1) > 2 ** 32 - 1) {
+    throw usageError(command, `--synthetic needs ACCOUNTS[:SEED] (positive integers), got "${text}"`);
+  }
+  return { accounts: Number(m[1]), seed: Number(m[2] ?? 1) };
+}
+
+function genesisSource(file) {
+  let json;
+  try {
+    json = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, 'USAGE', `cannot read the genesis file ${file}: ${err.code ?? err.message}`);
+  }
+  try {
+    return wasm().StateSource.fromGenesis(json);
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, err.code ?? 'BAD_GENESIS', `${file} is not a genesis allocation: ${err.message}`);
+  }
+}
+
+// ── demo ────────────────────────────────────────────────────────────────────────────────
+
+const DEMO = {
+  summary: "the README's main job: sync the mainnet genesis state from local peers, verify it, serve the page",
+  usage: `usage: statesync demo [--db DIR] [--port N] [--exit | --serve] [--fresh] [--synthetic N[:SEED]] [--json]
+
+Starts three local peers serving the mainnet genesis state (fixtures/genesis_mainnet.json;
+the third one is mildly faulty: slow, sometimes corrupt), syncs it into ./statesync-data
+with the progress bar, verifies the root and prints a summary. Then it serves the browser
+page at a printed localhost address, so the same sync can be watched in a browser, until
+Ctrl-C. Running it again resumes from ./statesync-data (and finishes at once when complete).
+
+options:
+  --db DIR        where to store the state (default ./statesync-data)
+  --port N        port of the browser page (default 8080; any free port if taken)
+  --exit          exit after verifying instead of serving the page (the default when
+                  stdout is not a terminal or CI=true)
+  --serve         serve the page even when stdout is not a terminal
+  --fresh         delete the database first, to watch a sync from scratch
+  --synthetic N[:SEED]
+                  a seeded synthetic state of N accounts instead of the genesis state
+                  (e.g. 100000:7 for a longer sync); the database follows the demo's root
+  --json          JSON lines instead of the progress bar
+  -h, --help      this help
+
+exit codes: as 'statesync sync' and 'statesync verify'; 0 after Ctrl-C while serving`,
+  options: {
+    db: { type: 'string' },
+    port: { type: 'string' },
+    exit: { type: 'boolean' },
+    serve: { type: 'boolean' },
+    fresh: { type: 'boolean' },
+    synthetic: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  async run(values) {
+    const synthetic = values.synthetic === undefined ? undefined : parseSynthetic('demo', values.synthetic);
+    if (values.exit && values.serve) throw usageError('demo', '--exit and --serve contradict each other');
+    const pagePort = number('demo', 'port', values.port, { max: 65535 }) ?? 8080;
+    const db = values.db ?? './statesync-data';
+    const ci = process.env.CI && !['0', 'false', ''].includes(process.env.CI.toLowerCase());
+    const keepServing = values.serve || (!values.exit && process.stdout.isTTY && !ci);
+    const reporter = reporterFor(values);
+    const t0 = Date.now();
+
+    if (values.fresh) fs.rmSync(db, { recursive: true, force: true });
+    const source = synthetic ? wasm().StateSource.synthetic(synthetic.accounts, synthetic.seed) : genesisSource(GENESIS_FIXTURE);
+    const root = source.root;
+    const what = synthetic ? `a synthetic state (seed ${synthetic.seed})` : 'the mainnet genesis state';
+    reporter.info(`statesync demo: ${what}, ${count(source.accounts)} accounts, ${count(source.nodeCount)} trie nodes, ${count(source.codeCount)} contract codes, ${formatBytes(source.bytes)}, root ${shortHash(root)}`, { root });
+
+    const faulty = { latencyMs: 30, jitterMs: 40, corruptRate: 0.03, dropRate: 0.02 };
+    const servers = [];
+    const closeServers = () => Promise.all(servers.map((s) => s.close()));
+    try {
+      for (let i = 0; i < 3; i++) servers.push(await startPeerServer({ source, port: 0, faults: i === 2 ? faulty : {}, seed: 7 + i }));
+    } catch (err) {
+      await closeServers();
+      throw new CliError(EXIT.FAILED, 'LISTEN', `cannot start the local peers: ${err.message}`);
+    }
+    const urls = servers.map((s) => s.url);
+    reporter.info(`peers: ${urls.join(', ')} (the last one is faulty: ${faulty.latencyMs}+${faulty.jitterMs} ms latency, ${faulty.corruptRate * 100}% corrupt, ${faulty.dropRate * 100}% dropped answers)`, { peers: urls });
+
+    let synced;
+    let verified;
+    try {
+      // The demo database follows whichever state the demo runs (genesis or synthetic).
+      synced = await syncWithSignals({ peers: urls, root, db, switchRoot: true, connectTimeoutMs: 10_000 }, reporter);
+      reporter.info(`verifying ${db} from the root …`);
+      verified = await runVerify({ db, root }, reporter);
+    } catch (err) {
+      await closeServers();
+      throw err;
+    }
+    const s = synced.fields;
+    const v = verified.fields;
+    const resumedText = s.resumed ? (s.processed === 0 ? ` (resumed: ${db} already held the complete state, so nothing was fetched; --fresh syncs from scratch)` : ` (resumed from ${db}: fetched ${count(s.processed)} of ${count(s.committed)} items this run)`) : '';
+    reporter.result({
+      type: 'summary',
+      ok: true,
+      exitCode: EXIT.OK,
+      ...s,
+      verified: v,
+      totalMs: Date.now() - t0,
+      text: [
+        `root verified: ${root}`,
+        `  accounts ${count(v.accounts)} · trie nodes ${count(v.nodes)} · ${formatBytes(v.bytes)} · synced in ${formatSeconds(s.elapsedMs)}, verified in ${formatSeconds(v.elapsedMs)}${resumedText}`,
+      ].join('\n'),
+    });
+
+    if (!keepServing) {
+      await closeServers();
+      return EXIT.OK;
+    }
+    let site;
+    try {
+      site = await startStaticServer({ port: pagePort, config: { peers: urls, root } });
+    } catch (err) {
+      if (err.code !== 'EADDRINUSE') throw err;
+      site = await startStaticServer({ port: 0, config: { peers: urls, root } });
+    }
+    if (!fs.existsSync(path.join(WEB_DIR, 'page', 'index.html'))) reporter.warn('web/page/index.html is missing: the page is not built into this checkout');
+    reporter.result({
+      type: 'serving',
+      url: site.url,
+      peers: urls,
+      root,
+      text: `\nWatch the same sync in a browser: ${site.url}\n(the page syncs into IndexedDB from the same three peers; Ctrl-C to stop)`,
+    });
+    await new Promise((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await site.close();
+    await closeServers();
+    reporter.info('stopped');
+    return EXIT.OK;
+  },
+};
+
+// ── main ────────────────────────────────────────────────────────────────────────────────
+
+const COMMANDS = { sync: SYNC, verify: VERIFY, serve: SERVE, demo: DEMO };
+
+const MAIN_USAGE = `usage: statesync <command> [options]
+
+Ethereum state sync: download a whole state trie from untrusted peers, verify every byte,
+keep it in LevelDB so nothing is lost.
+
+commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`)
+  .join('\n')}
+
+'statesync <command> --help' describes each command.
+
+exit codes:
+  0    success
+  1    failure not listed below (engine failure, wasm package not built, port taken)
+  2    bad arguments
+  3    malformed root
+  4    no peer reachable within --connect-timeout
+  5    the database holds a sync towards another root (use --switch-root)
+  6    the database is locked by another process
+  7    verify: the stored state is incomplete
+  8    the database cannot be opened, read or written
+  130  interrupted by Ctrl-C after flushing; run the same command again to resume`;
+
+export async function main(argv) {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${MAIN_USAGE}\n`);
+    return command === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  const spec = COMMANDS[command];
+  let json = rest.includes('--json');
+  try {
+    if (!spec) throw usageError('', `unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    const values = parse(command, spec, rest);
+    json = Boolean(values.json);
+    if (values.help) {
+      process.stdout.write(`${spec.usage}\n`);
+      return EXIT.OK;
+    }
+    return await spec.run(values);
+  } catch (err) {
+    const e = err instanceof CliError ? err : new CliError(EXIT.FAILED, err?.code ?? 'FAILED', err?.stack ?? String(err));
+    // The reason on stderr; with --json also one parseable line on stdout, the run's last.
+    process.stderr.write(`statesync${spec ? ` ${command}` : ''}: ${e.message}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ time: Date.now(), type: 'error', code: e.code, exitCode: e.exitCode, message: e.message, ...e.fields })}\n`);
+    return e.exitCode;
+  }
+}
+
+if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const code = await main(process.argv.slice(2));
+  process.stdout.write('', () => process.exit(code));
+}

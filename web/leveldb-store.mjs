@@ -1,0 +1,129 @@
+// LevelDB storage for the Node.js tool (classic-level), in geth's hash scheme: a trie node
+// under its 32-byte hash, code under "c" || hash, the progress record under its own key, all
+// in one keyspace (DESIGN.md, "Store layout").
+//
+//   const store = await openLevelStore('./statesync-data');
+//   new StateSync({ root, store, ... });   // the JS store interface of wasm/src/store/js.rs
+//   await store.close();
+//
+// `levelSource(store, root)` turns the same database into something web/peer-server.mjs can
+// serve, so any synced node can serve others.
+
+import { ClassicLevel } from 'classic-level';
+
+/** An error with a `code` the CLI maps to an exit code. */
+export class StoreOpenError extends Error {
+  constructor(code, message, cause) {
+    super(message, { cause });
+    this.code = code;
+  }
+}
+
+/**
+ * Opens (creating unless `createIfMissing` is false) the LevelDB database in `dir`.
+ * Rejects with `StoreOpenError` code `LOCKED` when another process holds it, `NOT_FOUND`
+ * when it does not exist and may not be created, `OPEN_FAILED` otherwise.
+ */
+export async function openLevelStore(dir, { createIfMissing = true } = {}) {
+  const db = new ClassicLevel(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+  try {
+    await db.open({ createIfMissing, errorIfExists: false });
+  } catch (err) {
+    const cause = err.cause ?? err;
+    if (cause.code === 'LEVEL_LOCKED' || /lock/i.test(cause.message ?? '')) {
+      throw new StoreOpenError('LOCKED', `the database ${dir} is locked by another process (a sync or a server using it); stop that process or use another --db`, err);
+    }
+    if (!createIfMissing && /does not exist|not found|No such file/i.test(`${cause.message}`)) {
+      throw new StoreOpenError('NOT_FOUND', `no database at ${dir}`, err);
+    }
+    throw new StoreOpenError('OPEN_FAILED', `cannot open the database ${dir}: ${cause.message ?? err.message}`, err);
+  }
+  return new LevelStore(db, dir);
+}
+
+/** The JS store interface over one open database. Every method is safe to call after close. */
+export class LevelStore {
+  constructor(db, dir) {
+    this.db = db;
+    this.dir = dir;
+    /** Commit batches written by this process, and their payload bytes. */
+    this.writes = 0;
+    this.writtenBytes = 0;
+  }
+
+  /** Whether each key is stored: one native multi-get (values are small; no iterator). */
+  async has(keys) {
+    const values = await this.db.getMany(keys).catch(classify);
+    return values.map((v) => v !== undefined);
+  }
+
+  async get(keys) {
+    const values = await this.db.getMany(keys).catch(classify);
+    return values.map((v) => v ?? null);
+  }
+
+  /** One atomic LevelDB write batch: every put of a commit and the progress record it advances. */
+  async write(puts, progressKey, progress) {
+    const ops = new Array(puts.length + 1);
+    let bytes = 0;
+    for (let i = 0; i < puts.length; i++) {
+      const [key, value] = puts[i];
+      ops[i] = { type: 'put', key, value };
+      bytes += value.length;
+    }
+    ops[puts.length] = { type: 'put', key: progressKey, value: progress };
+    await this.db.batch(ops).catch(classify);
+    this.writes++;
+    this.writtenBytes += bytes;
+  }
+
+  async readProgress(progressKey) {
+    const value = await this.db.get(progressKey).catch(classify);
+    return value ?? null;
+  }
+
+  async close() {
+    if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
+  }
+}
+
+/**
+ * Gives a LevelDB error a `code` the engine classifies (wasm/src/store/mod.rs,
+ * `failure_from_js`): a full disk pauses the sync like a browser's quota error.
+ */
+function classify(err) {
+  if (/no space left|ENOSPC|disk full/i.test(err?.message ?? '')) {
+    const e = new Error(err.message, { cause: err });
+    e.code = 'QuotaExceededError';
+    throw e;
+  }
+  if (err?.code === 'LEVEL_DATABASE_NOT_OPEN') {
+    const e = new Error(`database closed: ${err.message}`, { cause: err });
+    e.code = 'CLOSED';
+    throw e;
+  }
+  throw err;
+}
+
+/**
+ * A peer-server source over a LevelDB store: each GetNodeData is answered by prefetching the
+ * keys it may need with one multi-get, then the core's `answerFrom` applies geth's limits.
+ * @param {LevelStore} store
+ * @param {string} root the root announced in the Status frame
+ * @param {{encodeStatus: Function, requestedKeys: Function, answerFrom: Function}} wasm
+ */
+export function levelSource(store, root, wasm) {
+  const hex = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+  return {
+    root,
+    statusFrame: (networkId) => wasm.encodeStatus(networkId, root),
+    async answer(frame, maxItems, softBytes) {
+      const keys = wasm.requestedKeys(frame);
+      if (!keys) return undefined;
+      const values = await store.db.getMany(keys);
+      const found = new Map();
+      for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) found.set(hex(keys[i]), values[i]);
+      return wasm.answerFrom(frame, (key) => found.get(hex(key)), maxItems, softBytes);
+    },
+  };
+}
