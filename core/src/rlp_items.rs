@@ -93,6 +93,11 @@ pub fn split_first(bytes: &[u8]) -> Result<(Item<'_>, &[u8]), RlpError> {
         .filter(|total| *total <= bytes.len())
         .ok_or(DecoderError::RlpIsTooShort)?;
     let first = bytes.first().copied().unwrap_or(0);
+    // A single byte under 0x80 is its own encoding; `PayloadInfo` lets `0x81 0x05` through,
+    // which geth refuses (ErrCanonSize) and would make one value have two encodings.
+    if first == 0x81 && bytes.get(1).is_some_and(|b| *b < 0x80) {
+        return Err(DecoderError::RlpInvalidIndirection.into());
+    }
     let item = Item {
         is_list: first >= 0xc0,
         payload: &bytes[info.header_len..total],
@@ -200,6 +205,24 @@ mod tests {
                 got: 1,
                 expected: 2
             })
+        );
+    }
+
+    #[test]
+    fn refuses_a_single_byte_under_0x80_behind_a_string_header() {
+        let invalid = Err(RlpError::Malformed(DecoderError::RlpInvalidIndirection));
+        assert_eq!(exactly_one(&[0x81, 0x05]), invalid);
+        assert_eq!(
+            exactly_one(&[0xc2, 0x81, 0x7f])
+                .unwrap()
+                .list()
+                .unwrap()
+                .next(),
+            Some(invalid)
+        );
+        assert_eq!(
+            exactly_one(&[0x81, 0x80]).unwrap().string(),
+            Ok(&[0x80u8][..])
         );
     }
 

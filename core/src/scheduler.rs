@@ -251,6 +251,8 @@ pub struct Scheduler {
     lookups: Vec<StoreKey>,
     /// Requests fetched or waiting for children, per depth.
     fetches: Vec<usize>,
+    /// Requests waiting on the host: a lookup answer (`Checking`) or a delivery (`Fetching`).
+    awaiting_host: usize,
     batch: CommitBatch,
     batch_nodes: DigestSet,
     batch_codes: DigestSet,
@@ -281,6 +283,7 @@ impl Scheduler {
             seq: 0,
             lookups: Vec::new(),
             fetches: Vec::new(),
+            awaiting_host: 0,
             batch: CommitBatch::default(),
             batch_nodes: DigestSet::default(),
             batch_codes: DigestSet::default(),
@@ -370,6 +373,7 @@ impl Scheduler {
         if let Some(req) = self.requests_mut(key.kind).get_mut(&key.hash) {
             req.state = RequestState::Queued;
         }
+        self.host_answered();
         self.seq += 1;
         self.queue.push(QueueEntry {
             priority,
@@ -400,7 +404,13 @@ impl Scheduler {
                 continue;
             }
             let depth = (top.priority >> 56) as usize;
-            if self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth {
+            let at_cap =
+                self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth;
+            // Past the cap only when nothing else can move: the requests holding this depth
+            // wait on children queued behind it (a node shared at a shallower depth, as in a
+            // trie of keys of different lengths) and no lookup or delivery is due. Stopping
+            // there, as geth does, would stall the sync for good.
+            if at_cap && (!out.is_empty() || self.awaiting_host > 0) {
                 break;
             }
             self.queue.pop();
@@ -408,6 +418,7 @@ impl Scheduler {
                 self.fetches.resize(depth + 1, 0);
             }
             self.fetches[depth] += 1;
+            self.awaiting_host += 1;
             if let Some(req) = self.requests_mut(kind).get_mut(&hash) {
                 req.state = RequestState::Fetching;
                 req.fetch_depth = Some(depth);
@@ -548,7 +559,14 @@ impl Scheduler {
             },
         );
         self.lookups.push(key);
+        self.awaiting_host += 1;
         Child::Pending
+    }
+
+    /// A request stopped waiting on the host (its lookup was answered or its data arrived).
+    fn host_answered(&mut self) {
+        debug_assert!(self.awaiting_host > 0, "awaiting_host accounting");
+        self.awaiting_host = self.awaiting_host.saturating_sub(1);
     }
 
     /// Decodes a node and lists what it references, without changing anything.
@@ -651,7 +669,11 @@ impl Scheduler {
         if req.deps == 0 {
             self.complete(StoreKey::node(hash));
         } else {
+            let answered = matches!(req.state, RequestState::Checking | RequestState::Fetching);
             req.state = RequestState::Waiting;
+            if answered {
+                self.host_answered();
+            }
         }
     }
 
@@ -663,6 +685,9 @@ impl Scheduler {
             let Some(req) = self.requests_mut(key.kind).remove(&key.hash) else {
                 continue;
             };
+            if matches!(req.state, RequestState::Checking | RequestState::Fetching) {
+                self.host_answered();
+            }
             if let Some(depth) = req.fetch_depth {
                 if let Some(count) = self.fetches.get_mut(depth) {
                     *count = count.saturating_sub(1);
@@ -701,4 +726,93 @@ struct Expanded {
     children: Vec<(StoreKey, Nibbles)>,
     credit_now: u128,
     credit_on_commit: u128,
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::builder::{KeyMode, TrieBuilder};
+    use crate::store::MemoryStore;
+
+    fn source(entries: &[(&[u8], &[u8])]) -> (H256, MemoryStore) {
+        let mut trie = TrieBuilder::new(KeyMode::Plain);
+        for (key, value) in entries {
+            trie.insert(key, value);
+        }
+        let mut store = MemoryStore::new();
+        let root = trie.build(&mut |h, n| store.insert(StoreKey::node(h), n));
+        (root, store)
+    }
+
+    /// Plays the host for a few rounds: answer lookups, fetch all `missing` hands out, commit.
+    fn drive(scheduler: &mut Scheduler, source: &MemoryStore, store: &mut MemoryStore) {
+        for _ in 0..20 {
+            for key in scheduler.take_lookups() {
+                scheduler.handle_lookup(key, store.contains(key));
+            }
+            for task in scheduler.missing(0) {
+                let blob = source.get(task.key()).unwrap().to_vec();
+                scheduler.process(HashedBlob::new(blob)).unwrap();
+            }
+            store.apply(&scheduler.commit());
+        }
+    }
+
+    fn capped(root: H256, cap: usize) -> Scheduler {
+        let config = SchedulerConfig {
+            mode: SyncMode::Trie,
+            max_fetches_per_depth: cap,
+        };
+        Scheduler::new(root, config)
+    }
+
+    #[test]
+    fn a_node_shared_at_two_depths_does_not_stall_a_capped_sync() {
+        // One leaf sits at depth 1 (key 0x15) and at depth 3 (key 0x0235). With one fetch per
+        // depth, the extension at depth 1 holds the slot while the branch below it waits on
+        // that leaf, whose request was recorded at depth 1: nothing else could move.
+        let (root, source) = source(&[
+            (&[0x15], &[7; 40]),
+            (&[0x02, 0x35], &[7; 40]),
+            (&[0x02, 0x46], &[6; 40]),
+        ]);
+        let mut scheduler = capped(root, 1);
+        let mut store = MemoryStore::new();
+        drive(&mut scheduler, &source, &mut store);
+        assert!(
+            scheduler.is_done(),
+            "stalled, {} pending",
+            scheduler.pending()
+        );
+        assert_eq!(store.keys(), source.keys());
+    }
+
+    #[test]
+    fn the_cap_holds_while_a_delivery_or_lookup_is_due() {
+        let (root, source) = source(&[(&[0x10], &[1; 40]), (&[0x20], &[2; 40])]);
+        let mut scheduler = capped(root, 1);
+        for key in scheduler.take_lookups() {
+            scheduler.handle_lookup(key, false);
+        }
+        let root_task = scheduler.missing(0);
+        let blob = source.get(root_task[0].key()).unwrap().to_vec();
+        scheduler.process(HashedBlob::new(blob)).unwrap();
+        // Two leaves at depth 1; while their lookups are unanswered nothing is handed out.
+        assert!(scheduler.missing(0).is_empty());
+        for key in scheduler.take_lookups() {
+            scheduler.handle_lookup(key, false);
+        }
+        // One slot at depth 1: one leaf, and none more while it is being fetched.
+        let leaf = scheduler.missing(0);
+        assert_eq!(leaf.len(), 1);
+        assert!(scheduler.missing(0).is_empty());
+        let blob = source.get(leaf[0].key()).unwrap().to_vec();
+        scheduler.process(HashedBlob::new(blob)).unwrap();
+        let mut store = MemoryStore::new();
+        drive(&mut scheduler, &source, &mut store);
+        assert!(scheduler.is_done());
+    }
 }
