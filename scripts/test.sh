@@ -20,3 +20,6 @@ bash scripts/test-wasm-core.sh
 
 step "Node.js tool (CLI, LevelDB, peers over WebSockets)"
 bash scripts/test-node.sh
+
+step "browser: IndexedDB store in Chromium, bindings in Node, the page end to end"
+bash scripts/test-browser.sh

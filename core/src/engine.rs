@@ -736,9 +736,12 @@ impl Engine {
         }
         let complete = self.scheduler.is_done() && self.state == State::Syncing;
         let pending_bytes = self.scheduler.batch_bytes() + self.backlog.bytes();
+        // While cancelling, every completed item is flushed, including those that complete
+        // after the first flush was cut (answers still arriving), or Cancelled never comes.
+        let flushing = self.flush_requested || self.state == State::Cancelling;
         let due = complete
             || pending_bytes >= self.config.commit_threshold_bytes
-            || (self.flush_requested && !self.nothing_to_flush());
+            || (flushing && !self.nothing_to_flush());
         if !due {
             return;
         }
@@ -1287,6 +1290,71 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Event::PeerDisconnected { peer: 2, .. }));
         assert!(disconnected, "garbage peer kept: {garbage:?}");
+    }
+
+    #[test]
+    fn cancel_flushes_items_that_complete_while_the_first_flush_is_written() {
+        let state = generate(&SyntheticConfig::new(200, 9));
+        let mut engine = Engine::new(state.root, EngineConfig::default(), None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: state.root,
+        })
+        .encode();
+        engine.handle_peer_joined(1, 0);
+        engine.handle_frame(1, &status, 0);
+        let mut store = MemoryStore::new();
+        let mut answered = 0;
+        let mut cancelled = false;
+        let mut pending_answers: Vec<(u64, Vec<u8>)> = Vec::new();
+        for step in 0..10_000 {
+            // Hold the store's answer to the first commit after cancel while peer answers land.
+            while let Some(op) = engine.poll_store_op() {
+                let result = match &op.action {
+                    StoreAction::Lookup(keys) => {
+                        StoreResult::Lookup(keys.iter().map(|k| store.contains(*k)).collect())
+                    }
+                    StoreAction::Commit { batch, .. } => {
+                        store.apply(batch);
+                        StoreResult::Committed
+                    }
+                };
+                if cancelled {
+                    for (peer, frame) in pending_answers.drain(..) {
+                        engine.handle_frame(peer, &frame, step);
+                    }
+                }
+                engine.handle_store_result(op.id, result, step);
+            }
+            while let Some(Transmit::Frame { peer, frame }) = engine.poll_transmit() {
+                let Ok(crate::serve::ServeOutcome::Answer(reply)) =
+                    crate::serve::answer(&frame, Default::default(), |k| state.store.get(k))
+                else {
+                    continue;
+                };
+                pending_answers.push((peer, reply));
+            }
+            if !cancelled && answered >= 3 {
+                cancelled = true;
+                engine.cancel(step);
+                continue;
+            }
+            if !cancelled {
+                for (peer, frame) in pending_answers.drain(..) {
+                    engine.handle_frame(peer, &frame, step);
+                    answered += 1;
+                }
+            }
+            if std::iter::from_fn(|| engine.poll_event()).any(|e| e == Event::Cancelled) {
+                // Everything complete was written: the stored part is sound.
+                for key in store.keys() {
+                    assert_eq!(store.get(key), state.store.get(key));
+                }
+                return;
+            }
+        }
+        panic!("cancel never finished flushing");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod js;
 pub mod source;
 pub mod store;
 pub mod sync;
+mod types;
 pub mod verify;
 
 pub use statesync_core;

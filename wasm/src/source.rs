@@ -55,7 +55,7 @@ impl StateSource {
         }
     }
 
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Hash")]
     pub fn root(&self) -> String {
         self.state.root.to_string()
     }
@@ -82,7 +82,10 @@ impl StateSource {
 
     /// The Status frame a server sends first.
     #[wasm_bindgen(js_name = statusFrame)]
-    pub fn status_frame(&self, network_id: u32) -> Uint8Array {
+    pub fn status_frame(
+        &self,
+        #[wasm_bindgen(js_name = "networkId")] network_id: u32,
+    ) -> Uint8Array {
         status_frame(network_id, self.state.root)
     }
 
@@ -91,8 +94,8 @@ impl StateSource {
     pub fn answer(
         &self,
         frame: &[u8],
-        max_items: Option<u32>,
-        soft_bytes: Option<u32>,
+        #[wasm_bindgen(js_name = "maxItems")] max_items: Option<u32>,
+        #[wasm_bindgen(js_name = "softBytes")] soft_bytes: Option<u32>,
     ) -> Result<Option<Uint8Array>, JsValue> {
         outcome(answer(frame, limits(max_items, soft_bytes), |k| {
             self.state.store.get(k)
@@ -100,6 +103,7 @@ impl StateSource {
     }
 
     /// Every flat key (node hash or `"c" || code hash`), e.g. to copy the state elsewhere.
+    #[wasm_bindgen(unchecked_return_type = "Uint8Array[]")]
     pub fn keys(&self) -> Array {
         self.state
             .store
@@ -110,7 +114,7 @@ impl StateSource {
     }
 
     /// The value under a flat key.
-    pub fn get(&self, flat_key: &[u8]) -> Option<Uint8Array> {
+    pub fn get(&self, #[wasm_bindgen(js_name = "flatKey")] flat_key: &[u8]) -> Option<Uint8Array> {
         let key = parse_flat_key(flat_key)?;
         self.state.store.get(key).map(Uint8Array::from)
     }
@@ -129,7 +133,10 @@ fn status_frame(network_id: u32, head_root: H256) -> Uint8Array {
 
 /// A Status frame for a server of `root` (e.g. one serving from a synced database).
 #[wasm_bindgen(js_name = encodeStatus)]
-pub fn encode_status(network_id: u32, root: &str) -> Result<Uint8Array, JsValue> {
+pub fn encode_status(
+    #[wasm_bindgen(js_name = "networkId")] network_id: u32,
+    #[wasm_bindgen(unchecked_param_type = "Hash")] root: &str,
+) -> Result<Uint8Array, JsValue> {
     let root: H256 = root
         .parse()
         .map_err(|e| error("BAD_ROOT", &format!("{e}")))?;
@@ -139,7 +146,7 @@ pub fn encode_status(network_id: u32, root: &str) -> Result<Uint8Array, JsValue>
 /// The flat keys a GetNodeData frame may need (each hash as node and as code), so a server
 /// over an asynchronous store can fetch them before calling `answerFrom`. `undefined` for
 /// other frames.
-#[wasm_bindgen(js_name = requestedKeys)]
+#[wasm_bindgen(js_name = requestedKeys, unchecked_return_type = "Uint8Array[] | undefined")]
 pub fn requested_keys(frame: &[u8]) -> Result<Option<Array>, JsValue> {
     match Message::decode(frame) {
         Ok(Message::GetNodeData { hashes, .. }) => Ok(Some(
@@ -158,9 +165,9 @@ pub fn requested_keys(frame: &[u8]) -> Result<Option<Array>, JsValue> {
 #[wasm_bindgen(js_name = answerFrom)]
 pub fn answer_from(
     frame: &[u8],
-    lookup: &Function,
-    max_items: Option<u32>,
-    soft_bytes: Option<u32>,
+    #[wasm_bindgen(unchecked_param_type = "FlatLookup")] lookup: &Function,
+    #[wasm_bindgen(js_name = "maxItems")] max_items: Option<u32>,
+    #[wasm_bindgen(js_name = "softBytes")] soft_bytes: Option<u32>,
 ) -> Result<Option<Uint8Array>, JsValue> {
     // The lookup's results must outlive the call to `answer`, which borrows them.
     let fetched = std::cell::RefCell::new(Vec::<Box<[u8]>>::new());

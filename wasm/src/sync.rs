@@ -55,9 +55,24 @@ struct Driver {
     settle: Option<(Function, Function)>,
     last_progress: Option<Progress>,
     started: bool,
+    /// `cancel()` was called. Re-asserted on every pump until the engine has cancelled: the
+    /// engine's flush is cut once, and an answer or lookup result that lands while it is
+    /// being written completes more items that would otherwise wait for a commit that never
+    /// comes. Also covers a `cancel()` before `start()` opened the store.
+    cancelling: bool,
 }
 
-/// The sync engine for JavaScript. See the TypeScript declarations for the options.
+impl Drop for Driver {
+    /// A dropped sync leaves no timer behind to call into a freed closure.
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.timer.take() {
+            js::clear_timeout(&handle);
+        }
+    }
+}
+
+/// The sync engine for JavaScript: `new StateSync(options)`, `addPeer` for every connected
+/// peer, `receive` for every frame they send, then `await start()`.
 #[wasm_bindgen]
 pub struct StateSync {
     driver: Rc<RefCell<Driver>>,
@@ -125,7 +140,9 @@ pub(crate) fn store_error(failure: &StoreFailure) -> JsValue {
 impl StateSync {
     /// Creates a sync of `options.root`. Nothing happens until `start()`.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue) -> Result<StateSync, JsValue> {
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions")] options: JsValue,
+    ) -> Result<StateSync, JsValue> {
         let root = opt_string(&options, "root")
             .ok_or_else(|| error("BAD_ROOT", "options.root is required"))?;
         let root = parse_root(&root)?;
@@ -146,6 +163,7 @@ impl StateSync {
             settle: None,
             last_progress: None,
             started: false,
+            cancelling: false,
         };
         Ok(StateSync {
             driver: Rc::new(RefCell::new(driver)),
@@ -155,7 +173,12 @@ impl StateSync {
     /// Registers a connected peer. `send(frame)` transmits a binary frame; `close(reason)`
     /// is called when the engine drops the peer.
     #[wasm_bindgen(js_name = addPeer)]
-    pub fn add_peer(&self, id: f64, send: Function, close: Option<Function>) {
+    pub fn add_peer(
+        &self,
+        id: f64,
+        #[wasm_bindgen(unchecked_param_type = "SendFrame")] send: Function,
+        #[wasm_bindgen(unchecked_optional_param_type = "ClosePeer")] close: Option<Function>,
+    ) {
         let peer = id as PeerId;
         {
             let mut d = self.driver.borrow_mut();
@@ -201,6 +224,7 @@ impl StateSync {
     /// Opens the store, resumes from what it holds and syncs. Settles with the final progress
     /// when the root is complete, or rejects on a fatal error (`code`: ROOT_MISMATCH,
     /// INVALID_STATE, STORE_*). A cancelled sync resolves with phase `cancelled`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Progress>")]
     pub fn start(&self) -> Promise {
         let driver = self.driver.clone();
         future_to_promise(async move {
@@ -260,7 +284,10 @@ impl StateSync {
 
     /// Syncs towards another root, keeping everything stored.
     #[wasm_bindgen(js_name = switchRoot)]
-    pub fn switch_root(&self, root: &str) -> Result<(), JsValue> {
+    pub fn switch_root(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Hash")] root: &str,
+    ) -> Result<(), JsValue> {
         let root = parse_root(root)?;
         self.driver.borrow_mut().root = root;
         self.with_engine(|e| e.switch_root(root, now_ms()));
@@ -269,10 +296,12 @@ impl StateSync {
 
     /// Flushes what is complete and stops; `start()` then resolves with phase `cancelled`.
     pub fn cancel(&self) {
+        self.driver.borrow_mut().cancelling = true;
         self.with_engine(|e| e.cancel(now_ms()));
     }
 
-    /// The latest progress report, or `undefined` before the first.
+    /// The latest progress report, or `undefined` before `start()` opened the store.
+    #[wasm_bindgen(unchecked_return_type = "Progress | undefined")]
     pub fn progress(&self) -> JsValue {
         let d = self.driver.borrow();
         d.engine
@@ -298,6 +327,9 @@ fn pump(driver: &Rc<RefCell<Driver>>) {
         let Some(engine) = d.engine.as_mut() else {
             return;
         };
+        if d.cancelling && !engine.is_finished() {
+            engine.cancel(now_ms());
+        }
         let mut actions = Vec::new();
         while let Some(transmit) = engine.poll_transmit() {
             match transmit {
@@ -322,7 +354,7 @@ fn pump(driver: &Rc<RefCell<Driver>>) {
         }
         let next = engine.poll_timeout();
         for event in events {
-            if let Some(settle) = settlement(&event, &mut d.settle) {
+            if let Some(settle) = settlement(&event, engine, &mut d.settle) {
                 actions.push(settle);
             }
             if let Event::Progress(p) | Event::Finished(p) = &event {
@@ -358,10 +390,14 @@ fn pump(driver: &Rc<RefCell<Driver>>) {
 }
 
 /// The promise settlement an event calls for, if any.
-fn settlement(event: &Event, settle: &mut Option<(Function, Function)>) -> Option<Action> {
+fn settlement(
+    event: &Event,
+    engine: &Engine,
+    settle: &mut Option<(Function, Function)>,
+) -> Option<Action> {
     let value = match event {
         Event::Finished(p) => Ok(to_js(p)),
-        Event::Cancelled => Ok(JsValue::UNDEFINED),
+        Event::Cancelled => Ok(to_js(&engine.progress())),
         Event::Failed(err) => Err(error("INVALID_STATE", &err.to_string())),
         _ => return None,
     };

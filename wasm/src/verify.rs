@@ -14,8 +14,10 @@ const WALK_BATCH: usize = 512;
 /// `store` or `memory`), checking every node's hash and that every account's storage trie
 /// and code are present. Resolves with the counts; rejects with code `INCOMPLETE` naming
 /// the first gap.
-#[wasm_bindgen(js_name = verifyStore)]
-pub async fn verify_store(options: JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(js_name = verifyStore, unchecked_return_type = "VerifyResult")]
+pub async fn verify_store(
+    #[wasm_bindgen(unchecked_param_type = "VerifyOptions")] options: JsValue,
+) -> Result<JsValue, JsValue> {
     let root = opt_string(&options, "root")
         .ok_or_else(|| error("BAD_ROOT", "options.root is required"))?;
     let root = root
@@ -37,8 +39,10 @@ pub async fn verify_store(options: JsValue) -> Result<JsValue, JsValue> {
 }
 
 /// The progress record stored by an earlier sync, or `null`: lets a page resume on load.
-#[wasm_bindgen(js_name = readProgress)]
-pub async fn read_progress(options: JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(js_name = readProgress, unchecked_return_type = "ProgressRecord | null")]
+pub async fn read_progress(
+    #[wasm_bindgen(unchecked_param_type = "StoreOptions")] options: JsValue,
+) -> Result<JsValue, JsValue> {
     let store = open_store(&options).await?;
     let record = store.load_progress().await.map_err(|f| store_error(&f))?;
     Ok(record.map(|r| to_js(&r)).unwrap_or(JsValue::NULL))

@@ -26,6 +26,14 @@ pub struct IdbStore {
     db: Database,
 }
 
+/// A dropped store closes its connection (once its transactions finish), so the database can
+/// be reopened, upgraded or deleted without waiting for garbage collection.
+impl Drop for IdbStore {
+    fn drop(&mut self) {
+        self.db.close();
+    }
+}
+
 fn key(key: &StoreKey) -> JsValue {
     Uint8Array::from(key.hash.0.as_slice()).into()
 }

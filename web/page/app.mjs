@@ -1,0 +1,561 @@
+// The browser page: syncs a state root from WebSocket peers into IndexedDB with the wasm
+// engine, shows progress, peers and storage, resumes by itself after a reload, and verifies
+// the stored state when done. No framework: a few DOM updates per progress event.
+//
+// Test hook: `window.statesync` (see `hook` below) exposes the sync, the last event and
+// progress, the verified counts and any error, for the end-to-end tests.
+
+import init, { StateSync, readProgress, verifyStore, version } from '/pkg/web/statesync_wasm.js';
+import { connectPeers } from '/transport.mjs';
+
+/** @typedef {import('/pkg/web/statesync_wasm.js').Progress} Progress */
+/** @typedef {import('/pkg/web/statesync_wasm.js').SyncEvent} SyncEvent */
+
+const DATABASE = 'statesync';
+/**
+ * Bytes per commit batch. A reload loses what is downloaded but not yet committed, so the page
+ * commits more often than the engine's 1 MiB default; an IndexedDB transaction per 128 KiB
+ * costs little. `/config.json` may set `batchBytes`.
+ */
+const BATCH_BYTES = 128 * 1024;
+/** Chart window: two minutes, a sample at most this often (progress comes every 500 ms). */
+const CHART_WINDOW_MS = 120_000;
+const CHART_SAMPLE_MS = 400;
+const LOG_LIMIT = 40;
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const ui = {
+  form: /** @type {HTMLFormElement} */ ($('settings')),
+  peers: /** @type {HTMLTextAreaElement} */ ($('peers')),
+  root: /** @type {HTMLInputElement} */ ($('root')),
+  start: /** @type {HTMLButtonElement} */ ($('start')),
+  pause: /** @type {HTMLButtonElement} */ ($('pause')),
+  clear: /** @type {HTMLButtonElement} */ ($('clear')),
+  status: $('status'),
+  error: $('error'),
+  bar: /** @type {HTMLProgressElement} */ ($('bar')),
+  percent: $('percent'),
+  eta: $('eta'),
+  rate: $('rate'),
+  peak: $('peak'),
+  chartLine: $('chart-line'),
+  chartArea: $('chart-area'),
+  chartDesc: $('chart-desc'),
+  chartMax: $('chart-max'),
+  chartSpan: $('chart-span'),
+  peerRows: /** @type {HTMLTableSectionElement} */ ($('peer-rows')),
+  storage: $('storage'),
+  verifyStatus: $('verify-status'),
+  verifyStats: $('verify-stats'),
+  log: $('log'),
+};
+
+/** Everything the tests may read; also the page's own state. */
+const hook = {
+  ready: false,
+  version: '',
+  config: /** @type {{peers?: string[], root?: string, batchBytes?: number}} */ ({}),
+  /** @type {StateSync | null} */
+  sync: null,
+  /** @type {SyncEvent | null} */
+  lastEvent: null,
+  /** @type {Progress | null} */
+  lastProgress: null,
+  /** The stored record found at load, when the page resumed by itself. */
+  resumedFrom: null,
+  autoStarted: false,
+  running: false,
+  paused: false,
+  finished: false,
+  /** @type {import('/pkg/web/statesync_wasm.js').VerifyResult | null} */
+  verified: null,
+  /** @type {{code?: string, message: string} | null} */
+  error: null,
+  eventCounts: /** @type {Record<string, number>} */ ({}),
+  transport: null,
+};
+/** @type {any} */ (window).statesync = hook;
+
+const samples = /** @type {{t: number, rate: number}[]} */ ([]);
+let stalledDetail = '';
+let peakRate = 0;
+
+// ---------------------------------------------------------------------------- formatting
+
+const integer = new Intl.NumberFormat('en');
+const fmt = (n) => integer.format(Math.round(n ?? 0));
+
+function bytes(n) {
+  if (!Number.isFinite(n)) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+function duration(ms) {
+  if (ms == null) return 'estimating…';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const short = (hash) => (hash ? `${hash.slice(0, 10)}…${hash.slice(-6)}` : '');
+
+// ---------------------------------------------------------------------------- status
+
+const PHASE_TEXT = {
+  idle: 'Not started.',
+  connecting: 'Connecting to peers…',
+  syncing: 'Syncing',
+  stalled: 'Stalled:',
+  paused: 'Paused.',
+  done: 'Done: the whole state is stored.',
+  verifying: 'Done. Verifying the stored state…',
+  verified: 'Done and verified.',
+  cancelled: 'Cancelled.',
+  failed: 'Failed.',
+};
+
+function setStatus(phase, detail = '') {
+  ui.status.dataset.phase = phase;
+  ui.status.textContent = detail ? `${PHASE_TEXT[phase] ?? phase} ${detail}` : PHASE_TEXT[phase] ?? phase;
+}
+
+function showError(err, context) {
+  const message = err?.message ?? String(err);
+  hook.error = { code: err?.code, message: context ? `${context}: ${message}` : message };
+  ui.error.hidden = false;
+  ui.error.textContent = '';
+  const title = document.createElement('strong');
+  title.textContent = err?.code ? `Error (${err.code})` : 'Error';
+  const body = document.createElement('span');
+  body.textContent = ` ${hook.error.message}`;
+  ui.error.append(title, body);
+  log(`error: ${hook.error.message}`, 'error');
+}
+
+function clearError() {
+  hook.error = null;
+  ui.error.hidden = true;
+  ui.error.textContent = '';
+}
+
+function log(text, kind = 'info') {
+  const item = document.createElement('li');
+  item.dataset.kind = kind;
+  const time = document.createElement('time');
+  time.textContent = new Date().toLocaleTimeString('en-GB');
+  item.append(time, ` ${text}`);
+  ui.log.prepend(item);
+  while (ui.log.children.length > LOG_LIMIT) ui.log.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------------------- rendering
+
+/** @param {Progress} p */
+function renderProgress(p) {
+  const fraction = Math.min(1, Math.max(0, p.fraction));
+  ui.bar.value = fraction;
+  const percent = `${(fraction * 100).toFixed(1)} %`;
+  ui.percent.textContent = percent;
+  ui.bar.setAttribute('aria-valuetext', `${percent}, ${fmt(p.committed)} items stored`);
+  ui.eta.textContent = p.phase === 'done' ? 'complete' : `ETA: ${duration(p.etaMs)}`;
+  $('committed').textContent = fmt(p.committed);
+  $('committed-bytes').textContent = bytes(p.committedBytes);
+  $('processed').textContent = fmt(p.processed);
+  $('skipped').textContent = fmt(p.skipped);
+  $('pending').textContent = fmt(p.pending);
+  $('unexpected').textContent = fmt(p.unexpected + p.duplicate);
+  $('received').textContent = bytes(p.bytesReceived);
+  ui.rate.textContent = fmt(p.itemsPerSec);
+  peakRate = Math.max(peakRate, p.itemsPerSec);
+  ui.peak.textContent = fmt(peakRate);
+  if (p.phase === 'syncing') setStatus('syncing', `${percent} of ${short(p.root)}.`);
+  else if (p.phase === 'stalled') setStatus(stalledDetail ? 'stalled' : 'connecting', stalledDetail);
+  else if (p.phase === 'paused' && !ui.status.dataset.store) setStatus('paused');
+  renderPeers(p);
+}
+
+/** The transport's peers (URL, connection state) joined with the engine's figures. */
+function renderPeers(p = hook.lastProgress) {
+  const byId = new Map((p?.peers ?? []).map((peer) => [peer.peer, peer]));
+  const peers = hook.transport?.peers ?? [];
+  ui.peerRows.textContent = '';
+  if (peers.length === 0) {
+    const row = ui.peerRows.insertRow();
+    row.className = 'empty';
+    const cell = row.insertCell();
+    cell.colSpan = 7;
+    cell.textContent = 'No peers yet.';
+    return;
+  }
+  for (const peer of peers) {
+    // The engine's last figures for this connection (kept once it closed).
+    const figures = byId.get(peer.id);
+    const row = ui.peerRows.insertRow();
+    const url = row.insertCell();
+    url.textContent = peer.url;
+    url.className = 'url';
+    const state = row.insertCell();
+    state.textContent = peerState(peer, figures);
+    state.dataset.state = peer.state;
+    if (peer.lastError) state.title = peer.lastError;
+    for (const value of [
+      figures ? `${fmt(figures.rttMs)} ms` : '–',
+      figures ? fmt(figures.capacity) : '–',
+      figures ? fmt(figures.inFlight) : '–',
+      figures ? fmt(figures.served) : '–',
+      figures ? fmt(figures.failures) : '–',
+    ]) {
+      const cell = row.insertCell();
+      cell.className = 'num';
+      cell.textContent = value;
+    }
+  }
+}
+
+function peerState(peer, figures) {
+  switch (peer.state) {
+    case 'closed':
+      return hook.finished ? 'closed (done)' : 'closed';
+    case 'open':
+      if (!figures) return 'connected';
+      return figures.headRoot ? (figures.penalty ? `serving (penalty ${figures.penalty})` : 'serving') : 'handshake';
+    case 'waiting': {
+      const seconds = Math.max(0, Math.ceil(((peer.retryAt ?? 0) - Date.now()) / 1000));
+      return `retry in ${seconds} s`;
+    }
+    default:
+      return peer.state;
+  }
+}
+
+function sampleRate(p) {
+  const now = performance.now();
+  const last = samples[samples.length - 1];
+  if (last && now - last.t < CHART_SAMPLE_MS) return;
+  samples.push({ t: now, rate: p.itemsPerSec });
+  while (samples.length && now - samples[0].t > CHART_WINDOW_MS) samples.shift();
+  renderChart(now);
+}
+
+function renderChart(now = performance.now()) {
+  const peak = samples.reduce((m, s) => Math.max(m, s.rate), 0);
+  const top = niceCeiling(peak);
+  // The x axis spans the session so far, from 10 s up to the two-minute window.
+  const span = Math.min(CHART_WINDOW_MS, Math.max(10_000, samples.length ? now - samples[0].t : 0));
+  const x = (t) => (600 * (1 - (now - t) / span)).toFixed(1);
+  const y = (r) => (160 - (150 * r) / top).toFixed(1);
+  const points = samples.map((s) => `${x(s.t)},${y(s.rate)}`).join(' ');
+  ui.chartLine.setAttribute('points', points);
+  ui.chartArea.setAttribute('points', samples.length ? `${x(samples[0].t)},160 ${points} ${x(samples[samples.length - 1].t)},160` : '');
+  ui.chartMax.textContent = `top ${fmt(top)}/s`;
+  ui.chartSpan.textContent = span >= 60_000 ? `−${(span / 60_000).toFixed(1)} min` : `−${Math.round(span / 1000)} s`;
+  const current = samples.length ? samples[samples.length - 1].rate : 0;
+  ui.chartDesc.textContent = `${samples.length} samples; now ${fmt(current)} nodes per second, peak ${fmt(peak)}.`;
+}
+
+/** 1, 2 or 5 times a power of ten, at least `n`. */
+function niceCeiling(n) {
+  if (n <= 10) return 10;
+  const power = 10 ** Math.floor(Math.log10(n));
+  for (const step of [1, 2, 5, 10]) if (step * power >= n) return step * power;
+  return 10 * power;
+}
+
+async function renderStorage() {
+  const p = hook.lastProgress;
+  const stored = p ? `${bytes(p.committedBytes)} committed` : '';
+  if (!navigator.storage?.estimate) {
+    ui.storage.textContent = stored || 'unknown';
+    return;
+  }
+  try {
+    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
+    // The committed bytes are shown beside this as "Stored bytes"; usage adds IndexedDB's own overhead.
+    ui.storage.textContent = `${bytes(usage)} of ${bytes(quota)}`;
+  } catch {
+    ui.storage.textContent = stored || 'unknown';
+  }
+}
+
+function renderControls() {
+  ui.start.disabled = hook.running;
+  ui.pause.disabled = !hook.running;
+  ui.pause.textContent = hook.paused ? 'Resume' : 'Pause';
+  ui.clear.disabled = hook.running;
+  ui.peers.readOnly = hook.running;
+  ui.root.readOnly = hook.running;
+}
+
+function renderVerified(v) {
+  ui.verifyStats.hidden = false;
+  $('v-accounts').textContent = fmt(v.accounts);
+  $('v-contracts').textContent = fmt(v.contracts);
+  $('v-storage').textContent = fmt(v.storageTries);
+  $('v-nodes').textContent = fmt(v.nodes);
+  $('v-codes').textContent = fmt(v.codes);
+  $('v-bytes').textContent = bytes(v.nodeBytes + v.codeBytes);
+}
+
+// ---------------------------------------------------------------------------- the sync
+
+/** @param {SyncEvent} event */
+function onEvent(event) {
+  hook.lastEvent = event;
+  hook.eventCounts[event.type] = (hook.eventCounts[event.type] ?? 0) + 1;
+  switch (event.type) {
+    case 'progress':
+    case 'finished':
+      hook.lastProgress = event;
+      renderProgress(event);
+      sampleRate(event);
+      break;
+    case 'stalled':
+      if (event.peers === 0) {
+        // Nothing is wrong yet: no peer has connected and sent its Status.
+        stalledDetail = '';
+      } else {
+        stalledDetail = `${fmt(event.unservable)} items wait for a peer that has them (${event.peers} connected).`;
+        log(`stalled: no connected peer serves ${event.unservable} items`, 'warn');
+      }
+      setStatus(stalledDetail ? 'stalled' : 'connecting', stalledDetail);
+      break;
+    case 'peerDisconnected':
+      log(`dropped peer ${event.peer}: ${event.reason}`, 'warn');
+      break;
+    case 'rootSwitched':
+      log(`root switched from ${short(event.from)} to ${short(event.to)}; stored data is kept`);
+      break;
+    case 'paused':
+      // A store write failed; nothing of it landed. Resume retries it.
+      hook.paused = true;
+      ui.status.dataset.store = event.reason;
+      setStatus('paused', event.reason === 'QuotaExceeded' ? 'The browser refused more storage: free some space, then press Resume.' : 'Storage failed: press Resume to retry.');
+      showError({ code: `STORE_${event.reason}`, message: event.message }, 'storage');
+      renderControls();
+      break;
+    case 'cancelled':
+      log('cancelled');
+      break;
+    case 'failed':
+      log(`failed: ${event.message}`, 'error');
+      break;
+  }
+}
+
+function readInputs() {
+  const urls = ui.peers.value
+    .split(/[\s,]+/)
+    .map((u) => u.trim())
+    .filter(Boolean);
+  const root = ui.root.value.trim();
+  const problems = [];
+  if (urls.length === 0) problems.push('enter at least one peer URL');
+  for (const url of urls) if (!/^wss?:\/\//.test(url)) problems.push(`"${url}" is not a ws:// or wss:// URL`);
+  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(root)) problems.push('the root must be 64 hex digits');
+  ui.peers.setAttribute('aria-invalid', String(problems.some((p) => p.includes('peer') || p.includes('URL'))));
+  ui.root.setAttribute('aria-invalid', String(problems.some((p) => p.includes('root'))));
+  return { urls, root, problems };
+}
+
+async function startSync({ urls, root }) {
+  clearError();
+  delete ui.status.dataset.store;
+  hook.running = true;
+  hook.paused = false;
+  hook.finished = false;
+  hook.verified = null;
+  samples.length = 0;
+  peakRate = 0;
+  ui.verifyStats.hidden = true;
+  ui.verifyStatus.textContent = 'Verification runs when the sync finishes.';
+  renderControls();
+  setStatus('connecting');
+  log(`sync of ${short(root)} from ${urls.length} peer${urls.length === 1 ? '' : 's'}`);
+  navigator.storage?.persist?.().catch(() => {});
+
+  let sync;
+  try {
+    // switchRoot: a wallet following the chain keeps what it has when the root moves on.
+    const batchBytes = Number(hook.config.batchBytes) > 0 ? Number(hook.config.batchBytes) : BATCH_BYTES;
+    sync = new StateSync({ root, database: DATABASE, switchRoot: true, batchBytes, onEvent });
+  } catch (err) {
+    hook.running = false;
+    renderControls();
+    setStatus('failed');
+    showError(err);
+    return;
+  }
+  hook.sync = sync;
+  const seen = new Map();
+  hook.transport = connectPeers({
+    urls,
+    sync,
+    onChange: (peer) => {
+      const before = seen.get(peer.url);
+      seen.set(peer.url, peer.state);
+      if (peer.state === 'open' && before !== 'open') log(`connected to ${peer.url}`);
+      if (peer.state === 'waiting' && before === 'open') log(`${peer.url} closed${peer.lastError ? ` (${peer.lastError})` : ''}; reconnecting`, 'warn');
+      if (peer.state === 'waiting' && before === 'connecting' && peer.attempts === 1) log(`cannot connect to ${peer.url}; retrying`, 'warn');
+      renderPeers();
+    },
+  });
+  renderPeers();
+
+  try {
+    const final = await sync.start();
+    hook.lastProgress = final;
+    renderProgress(final);
+    if (final.phase !== 'done') {
+      setStatus(final.phase);
+      return;
+    }
+    hook.finished = true;
+    log(`finished: ${fmt(final.committed)} items, ${bytes(final.committedBytes)}`);
+    hook.transport.close();
+    renderPeers();
+    await verify(final.root);
+  } catch (err) {
+    setStatus('failed');
+    showError(err);
+    hook.transport?.close();
+    renderPeers();
+  } finally {
+    hook.running = false;
+    hook.paused = false;
+    renderControls();
+    renderStorage();
+  }
+}
+
+async function verify(root) {
+  setStatus('verifying');
+  ui.verifyStatus.textContent = 'Walking the stored state from the root…';
+  const began = performance.now();
+  try {
+    const result = await verifyStore({ root, database: DATABASE });
+    hook.verified = result;
+    renderVerified(result);
+    const seconds = ((performance.now() - began) / 1000).toFixed(1);
+    ui.verifyStatus.textContent = `Complete from root ${short(root)}: every node hashes to its key and every account's storage and code are present (checked in ${seconds} s).`;
+    setStatus('verified', `${fmt(result.accounts)} accounts, ${fmt(result.nodes)} nodes.`);
+    log(`verified: ${result.accounts} accounts, ${result.nodes} nodes, ${result.codes} code blobs`);
+  } catch (err) {
+    ui.verifyStatus.textContent = 'The stored state did not verify.';
+    showError(err, 'verify');
+  }
+}
+
+function togglePause() {
+  if (!hook.sync || !hook.running) return;
+  if (hook.paused) {
+    hook.paused = false;
+    delete ui.status.dataset.store;
+    clearError();
+    hook.sync.resume();
+    setStatus('syncing');
+    log('resumed');
+  } else {
+    hook.paused = true;
+    hook.sync.pause();
+    setStatus('paused', 'Answers in flight are still taken.');
+    log('paused');
+  }
+  renderControls();
+}
+
+async function deleteStored() {
+  if (hook.running) return;
+  if (!confirm('Delete the stored state from this browser?')) return;
+  // Drop the finished sync first: it holds the database open.
+  hook.sync?.free();
+  hook.sync = null;
+  await new Promise((resolve) => {
+    const request = indexedDB.deleteDatabase(DATABASE);
+    request.onsuccess = request.onerror = request.onblocked = () => resolve();
+  });
+  log('stored state deleted');
+  setStatus('idle');
+  renderStorage();
+}
+
+// ---------------------------------------------------------------------------- startup
+
+async function loadConfig() {
+  try {
+    const response = await fetch('/config.json', { cache: 'no-store' });
+    return response.ok ? await response.json() : {};
+  } catch {
+    return {};
+  }
+}
+
+async function main() {
+  renderControls();
+  ui.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const inputs = readInputs();
+    if (inputs.problems.length) {
+      showError({ code: 'BAD_INPUT', message: inputs.problems.join('; ') });
+      return;
+    }
+    startSync(inputs);
+  });
+  ui.pause.addEventListener('click', togglePause);
+  // Leaving the page: pausing asks the engine to commit what is complete, best effort (the
+  // browser may end the page before the transaction lands; what did land is never partial).
+  window.addEventListener('pagehide', () => {
+    if (hook.running && !hook.paused) hook.sync?.pause();
+  });
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted && hook.running && !hook.paused) hook.sync?.resume();
+  });
+  ui.clear.addEventListener('click', deleteStored);
+
+  const [config] = await Promise.all([loadConfig(), init()]);
+  hook.config = config;
+  hook.version = version();
+  if (Array.isArray(config.peers)) ui.peers.value = config.peers.join('\n');
+  if (typeof config.root === 'string') ui.root.value = config.root;
+
+  setInterval(renderStorage, 2000);
+  setInterval(() => hook.transport && renderPeers(), 1000);
+  renderStorage();
+
+  let record = null;
+  try {
+    record = await readProgress({ database: DATABASE });
+  } catch (err) {
+    showError(err, 'reading stored progress');
+  }
+  hook.ready = true;
+  if (record && !record.complete) {
+    // Resume by itself: the stored root with the configured peers.
+    hook.resumedFrom = record;
+    hook.autoStarted = true;
+    ui.root.value = record.root;
+    log(`resuming ${short(record.root)}: ${fmt(record.committedItems)} items already stored`);
+    const inputs = readInputs();
+    if (inputs.urls.length === 0) {
+      setStatus('paused', `A sync of ${short(record.root)} is stored (${fmt(record.committedItems)} items). Enter peers and press Start to resume.`);
+      return;
+    }
+    startSync(inputs);
+  } else if (record?.complete) {
+    setStatus('idle', `A complete state for ${short(record.root)} is stored (${fmt(record.committedItems)} items). Start checks it again.`);
+  } else {
+    setStatus('idle', 'Check the peers and the root, then press Start.');
+  }
+}
+
+main().catch((err) => {
+  setStatus('failed');
+  showError(err, 'starting the page');
+});
