@@ -1,4 +1,6 @@
-//! Shared test support: the fixture files and a reference sync loop.
+//! Shared test support: the fixture files, a reference sync loop, and the deterministic
+//! network simulator that drives the sync engine.
 
 pub mod fixtures;
 pub mod harness;
+pub mod sim;
