@@ -29,6 +29,21 @@ pub fn now_ms() -> u64 {
     })
 }
 
+/// `performance.now()` with its fraction, for timing benchmarks.
+pub fn now_precise() -> f64 {
+    let global = js_sys::global();
+    Reflect::get(&global, &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let now = Reflect::get(&p, &"now".into())
+                .ok()?
+                .dyn_into::<Function>()
+                .ok()?;
+            now.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
 /// `setTimeout(callback, delay)` on the global object (window, worker or Node).
 pub fn set_timeout(callback: &Function, delay_ms: u64) -> Option<JsValue> {
     let global = js_sys::global();

@@ -113,6 +113,27 @@ impl StateSource {
             .collect()
     }
 
+    /// Benchmark: keccak-256 and node decoding of every item, nothing else, timed inside
+    /// WebAssembly. Returns milliseconds. This is the limit no sync of this state can beat.
+    #[wasm_bindgen(js_name = benchLimit)]
+    pub fn bench_limit(&self) -> f64 {
+        let keys = self.state.store.keys();
+        let started = crate::js::now_precise();
+        let mut decoded = 0u32;
+        for key in &keys {
+            let blob = self.state.store.get(*key).unwrap_or_default();
+            let hash = statesync_core::keccak256(blob);
+            if key.kind == statesync_core::ItemKind::Node
+                && statesync_core::TrieNode::decode(blob).is_ok()
+            {
+                decoded += 1;
+            }
+            std::hint::black_box(hash);
+        }
+        std::hint::black_box(decoded);
+        crate::js::now_precise() - started
+    }
+
     /// The value under a flat key.
     pub fn get(&self, #[wasm_bindgen(js_name = "flatKey")] flat_key: &[u8]) -> Option<Uint8Array> {
         let key = parse_flat_key(flat_key)?;
