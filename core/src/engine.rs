@@ -944,28 +944,47 @@ impl Engine {
             return;
         };
         self.deadlines.remove(&(request.deadline, id));
-        let mut asked: DigestSet = request.tasks.iter().map(|t| t.task.hash).collect();
-        // Position in the request of each delivered item, to tell skipped items from a tail
-        // cut short by the peer's response limit.
+        // Answers come in request order, so a cursor finds each item at once; a map is built
+        // only for an answer that skips or reorders. Positions also tell a skipped item from
+        // a tail cut short by the peer's response limit.
+        let mut delivered = vec![false; request.tasks.len()];
+        let mut positions: Option<crate::hash::DigestMap<usize>> = None;
+        let mut cursor = 0;
         let mut last_served_index = None;
         let mut served = 0usize;
         let mut foreign = 0u32;
-        let positions: crate::hash::DigestMap<usize> = request
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.task.hash, i))
-            .collect();
         for blob in blobs {
             let Some(hash) = self.deliver(blob) else {
                 return; // fatal: the state is invalid
             };
-            if asked.remove(&hash) {
-                served += 1;
-                let index = positions.get(&hash).copied().unwrap_or(0);
-                last_served_index = Some(last_served_index.map_or(index, |l: usize| l.max(index)));
-            } else if request.generation == self.generation {
-                foreign += 1;
+            let index = if request
+                .tasks
+                .get(cursor)
+                .is_some_and(|t| t.task.hash == hash)
+            {
+                Some(cursor)
+            } else {
+                positions
+                    .get_or_insert_with(|| {
+                        request
+                            .tasks
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| (t.task.hash, i))
+                            .collect()
+                    })
+                    .get(&hash)
+                    .copied()
+            };
+            match index {
+                Some(i) if !delivered[i] => {
+                    delivered[i] = true;
+                    served += 1;
+                    cursor = i + 1;
+                    last_served_index = Some(last_served_index.map_or(i, |l: usize| l.max(i)));
+                }
+                _ if request.generation == self.generation => foreign += 1,
+                _ => {}
             }
         }
         let empty_answer = blobs.is_empty();
@@ -991,7 +1010,7 @@ impl Engine {
         }
         let mut undelivered = Vec::new();
         for (index, mut retry) in request.tasks.into_iter().enumerate() {
-            if !asked.contains(&retry.task.hash) {
+            if delivered[index] {
                 continue;
             }
             // An item skipped before a served one, or an empty answer: the peer lacks it.

@@ -5,8 +5,53 @@ use core::fmt;
 use thiserror::Error;
 
 /// A path through a trie: one element per nibble (0..=15), most significant nibble first.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Nibbles(Vec<u8>);
+///
+/// Paths up to [`INLINE_NIBBLES`] long (every account-trie path, and storage paths to 16
+/// levels below their account) live inline: the scheduler makes one for every child of every
+/// node it processes, and a heap allocation each was a large share of its time.
+#[derive(Clone)]
+pub struct Nibbles(Repr);
+
+/// Longest path kept without a heap allocation.
+pub const INLINE_NIBBLES: usize = 80;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE_NIBBLES] },
+    Heap(Vec<u8>),
+}
+
+impl Default for Nibbles {
+    fn default() -> Self {
+        Nibbles::new()
+    }
+}
+
+impl PartialEq for Nibbles {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Nibbles {}
+
+impl core::hash::Hash for Nibbles {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialOrd for Nibbles {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Nibbles {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
 
 /// Hex-prefix flag bit: the path ends in a leaf.
 const FLAG_LEAF: u8 = 0x2;
@@ -27,7 +72,29 @@ pub enum CompactError {
 
 impl Nibbles {
     pub const fn new() -> Nibbles {
-        Nibbles(Vec::new())
+        Nibbles(Repr::Inline {
+            len: 0,
+            buf: [0; INLINE_NIBBLES],
+        })
+    }
+
+    /// A path of the concatenated parts (each already nibbles).
+    fn from_parts(parts: &[&[u8]]) -> Nibbles {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE_NIBBLES {
+            let mut buf = [0u8; INLINE_NIBBLES];
+            let mut at = 0;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Nibbles(Repr::Inline {
+                len: len as u8,
+                buf,
+            })
+        } else {
+            Nibbles(Repr::Heap(parts.concat()))
+        }
     }
 
     /// Both nibbles of every byte, high first.
@@ -37,82 +104,98 @@ impl Nibbles {
             out.push(b >> 4);
             out.push(b & 0x0f);
         }
-        Nibbles(out)
+        Nibbles::from_parts(&[&out])
     }
 
     /// Nibbles given one per byte; `None` if any is over 15.
     pub fn from_nibbles(nibbles: Vec<u8>) -> Option<Nibbles> {
-        nibbles.iter().all(|n| *n < 16).then_some(Nibbles(nibbles))
+        nibbles
+            .iter()
+            .all(|n| *n < 16)
+            .then(|| Nibbles::from_parts(&[&nibbles]))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Heap(v) => v,
+        }
     }
 
     /// The nibble at `index`.
     pub fn at(&self, index: usize) -> u8 {
-        self.0[index]
+        self.as_slice()[index]
     }
 
     pub fn push(&mut self, nibble: u8) {
         debug_assert!(nibble < 16);
-        self.0.push(nibble & 0x0f);
+        let nibble = nibble & 0x0f;
+        match &mut self.0 {
+            Repr::Inline { len, buf } if (*len as usize) < INLINE_NIBBLES => {
+                buf[*len as usize] = nibble;
+                *len += 1;
+            }
+            Repr::Heap(v) => v.push(nibble),
+            Repr::Inline { .. } => {
+                let mut v = self.as_slice().to_vec();
+                v.push(nibble);
+                self.0 = Repr::Heap(v);
+            }
+        }
     }
 
     /// This path followed by `more`.
     pub fn join(&self, more: &Nibbles) -> Nibbles {
-        let mut out = Vec::with_capacity(self.0.len() + more.0.len());
-        out.extend_from_slice(&self.0);
-        out.extend_from_slice(&more.0);
-        Nibbles(out)
+        Nibbles::from_parts(&[self.as_slice(), more.as_slice()])
     }
 
     /// This path followed by one nibble.
     pub fn child(&self, nibble: u8) -> Nibbles {
-        let mut out = Vec::with_capacity(self.0.len() + 1);
-        out.extend_from_slice(&self.0);
-        out.push(nibble & 0x0f);
-        Nibbles(out)
+        Nibbles::from_parts(&[self.as_slice(), &[nibble & 0x0f]])
     }
 
     /// The first `len` nibbles.
     pub fn prefix(&self, len: usize) -> Nibbles {
-        Nibbles(self.0[..len.min(self.0.len())].to_vec())
+        let all = self.as_slice();
+        Nibbles::from_parts(&[&all[..len.min(all.len())]])
     }
 
     /// The nibbles from `start` on.
     pub fn suffix(&self, start: usize) -> Nibbles {
-        Nibbles(self.0[start.min(self.0.len())..].to_vec())
+        let all = self.as_slice();
+        Nibbles::from_parts(&[&all[start.min(all.len())..]])
     }
 
     /// Packs an even-length path back into bytes; `None` for an odd length.
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
-        if self.0.len() % 2 != 0 {
+        let all = self.as_slice();
+        if all.len() % 2 != 0 {
             return None;
         }
-        Some(self.0.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
+        Some(all.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
     }
 
     /// Hex-prefix encoding (Yellow Paper appendix C): a flag nibble, a padding nibble when the
     /// length is even, then the path packed two nibbles a byte.
     pub fn encode_compact(&self, leaf: bool) -> Vec<u8> {
-        let odd = self.0.len() % 2 == 1;
+        let all = self.as_slice();
+        let odd = all.len() % 2 == 1;
         let flags = if leaf { FLAG_LEAF } else { 0 } | if odd { FLAG_ODD } else { 0 };
-        let mut out = Vec::with_capacity(self.0.len() / 2 + 1);
+        let mut out = Vec::with_capacity(all.len() / 2 + 1);
         let rest = if odd {
-            out.push(flags << 4 | self.0[0]);
-            &self.0[1..]
+            out.push(flags << 4 | all[0]);
+            &all[1..]
         } else {
             out.push(flags << 4);
-            &self.0[..]
+            all
         };
         out.extend(rest.chunks_exact(2).map(|p| p[0] << 4 | p[1]));
         out
@@ -125,19 +208,39 @@ impl Nibbles {
         if flags > (FLAG_LEAF | FLAG_ODD) {
             return Err(CompactError::BadFlags { flags });
         }
-        let mut out = Vec::with_capacity(rest.len() * 2 + 1);
-        if flags & FLAG_ODD != 0 {
-            out.push(first & 0x0f);
-        } else if first & 0x0f != 0 {
+        let odd = flags & FLAG_ODD != 0;
+        if !odd && first & 0x0f != 0 {
             return Err(CompactError::BadPadding {
                 padding: first & 0x0f,
             });
         }
-        for b in rest {
-            out.push(b >> 4);
-            out.push(b & 0x0f);
-        }
-        Ok((Nibbles(out), flags & FLAG_LEAF != 0))
+        // Filled in place: every leaf and extension decoded goes through here.
+        let len = rest.len() * 2 + usize::from(odd);
+        let fill = |out: &mut [u8]| {
+            let mut at = 0;
+            if odd {
+                out[0] = first & 0x0f;
+                at = 1;
+            }
+            for b in rest {
+                out[at] = b >> 4;
+                out[at + 1] = b & 0x0f;
+                at += 2;
+            }
+        };
+        let path = if len <= INLINE_NIBBLES {
+            let mut buf = [0u8; INLINE_NIBBLES];
+            fill(&mut buf[..len]);
+            Nibbles(Repr::Inline {
+                len: len as u8,
+                buf,
+            })
+        } else {
+            let mut v = vec![0u8; len];
+            fill(&mut v);
+            Nibbles(Repr::Heap(v))
+        };
+        Ok((path, flags & FLAG_LEAF != 0))
     }
 }
 
@@ -152,10 +255,10 @@ impl fmt::Debug for Nibbles {
 /// One hex digit a nibble; the empty path prints as `∅`.
 impl fmt::Display for Nibbles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return f.write_str("∅");
         }
-        for n in &self.0 {
+        for n in self.as_slice() {
             write!(f, "{n:x}")?;
         }
         Ok(())
@@ -216,6 +319,20 @@ mod tests {
             Nibbles::decode_compact(&[0x05, 0x12]),
             Err(CompactError::BadPadding { padding: 5 })
         );
+    }
+
+    #[test]
+    fn long_paths_spill_to_the_heap_and_stay_equal() {
+        let long = Nibbles::from_bytes(&[0xab; 50]);
+        assert_eq!(long.len(), 100);
+        let built = (0..100).fold(Nibbles::new(), |mut p, i| {
+            p.push(if i % 2 == 0 { 0xa } else { 0xb });
+            p
+        });
+        assert_eq!(built, long);
+        assert_eq!(long.prefix(4).to_string(), "abab");
+        assert_eq!(long.suffix(98).join(&long.prefix(1)).to_string(), "aba");
+        assert!(Nibbles::from_bytes(&[0x00]) < Nibbles::from_bytes(&[0x00, 0x01]));
     }
 
     #[test]

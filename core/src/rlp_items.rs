@@ -165,6 +165,61 @@ impl<'a> ListItems<'a> {
     }
 }
 
+/// Bytes of the RLP header for a payload of `len` bytes.
+pub fn header_len(len: usize) -> usize {
+    if len <= 55 {
+        1
+    } else {
+        1 + be_len(len)
+    }
+}
+
+/// Bytes of the RLP encoding of the string `bytes`.
+pub fn string_len(bytes: &[u8]) -> usize {
+    if bytes.len() == 1 && bytes[0] < 0x80 {
+        1
+    } else {
+        header_len(bytes.len()) + bytes.len()
+    }
+}
+
+fn be_len(len: usize) -> usize {
+    (usize::BITS as usize / 8) - (len.leading_zeros() as usize / 8)
+}
+
+/// Appends a string or list header for a payload of `len` bytes.
+pub fn put_header(out: &mut Vec<u8>, is_list: bool, len: usize) {
+    let (short, long) = if is_list {
+        (0xc0u8, 0xf7u8)
+    } else {
+        (0x80u8, 0xb7u8)
+    };
+    if len <= 55 {
+        out.push(short + len as u8);
+    } else {
+        let n = be_len(len);
+        out.push(long + n as u8);
+        out.extend_from_slice(&len.to_be_bytes()[core::mem::size_of::<usize>() - n..]);
+    }
+}
+
+/// Appends the RLP encoding of the string `bytes`.
+pub fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() == 1 && bytes[0] < 0x80 {
+        out.push(bytes[0]);
+    } else {
+        put_header(out, false, bytes.len());
+        out.extend_from_slice(bytes);
+    }
+}
+
+/// The minimal big-endian bytes of `value` (empty for zero), as RLP wants an integer.
+pub fn uint_bytes(value: u64) -> ([u8; 8], usize) {
+    let bytes = value.to_be_bytes();
+    let skip = (value.leading_zeros() / 8) as usize;
+    (bytes, skip)
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -224,6 +279,39 @@ mod tests {
             exactly_one(&[0x81, 0x80]).unwrap().string(),
             Ok(&[0x80u8][..])
         );
+    }
+
+    #[test]
+    fn the_direct_encoder_matches_the_rlp_crate() {
+        for len in [0usize, 1, 2, 55, 56, 255, 256, 70_000] {
+            for fill in [0x00u8, 0x7f, 0x80] {
+                let bytes = vec![fill; len];
+                let mut ours = Vec::new();
+                put_string(&mut ours, &bytes);
+                assert_eq!(
+                    ours,
+                    rlp::encode(&bytes).to_vec(),
+                    "string of {len} × {fill:#x}"
+                );
+                assert_eq!(string_len(&bytes), ours.len());
+            }
+            let mut list = Vec::new();
+            put_header(&mut list, true, len);
+            let mut stream = rlp::RlpStream::new_list(1);
+            stream.append_raw(&vec![0u8; len], 1);
+            let expected = stream.out();
+            assert_eq!(
+                list,
+                expected[..expected.len() - len].to_vec(),
+                "list header for {len}"
+            );
+        }
+        for value in [0u64, 1, 127, 128, 255, 256, u64::MAX] {
+            let (bytes, skip) = uint_bytes(value);
+            let mut ours = Vec::new();
+            put_string(&mut ours, &bytes[skip..]);
+            assert_eq!(ours, rlp::encode(&value).to_vec(), "integer {value}");
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! Limits are checked before anything is allocated from a count the peer chose: the frame size
 //! first, then item counts while iterating.
 
-use rlp::RlpStream;
 use thiserror::Error;
 
 use crate::hash::H256;
@@ -130,41 +129,65 @@ impl Message<'_> {
         }
     }
 
-    /// Encodes the message as one frame.
+    /// Encodes the message as one frame. Sized first and written once: frames are built for
+    /// every request and answer, and `rlp::RlpStream` moves the payload each time it closes a
+    /// list.
     pub fn encode(&self) -> Vec<u8> {
-        let mut stream = RlpStream::new();
-        let code = match self {
-            Message::Status(status) => {
-                stream.begin_list(3);
-                stream.append(&status.version);
-                stream.append(&status.network_id);
-                stream.append(&status.head_root.0.as_slice());
-                CODE_STATUS
-            }
-            Message::GetNodeData { id, hashes } => {
-                stream.begin_list(2);
-                stream.append(id);
-                stream.begin_list(hashes.len());
-                for hash in hashes {
-                    stream.append(&hash.0.as_slice());
-                }
-                CODE_GET_NODE_DATA
-            }
-            Message::NodeData { id, blobs } => {
-                stream.begin_list(2);
-                stream.append(id);
-                stream.begin_list(blobs.len());
-                for blob in blobs {
-                    stream.append(blob);
-                }
-                CODE_NODE_DATA
-            }
+        let (code, id) = match self {
+            Message::Status(_) => (CODE_STATUS, 0),
+            Message::GetNodeData { id, .. } => (CODE_GET_NODE_DATA, *id),
+            Message::NodeData { id, .. } => (CODE_NODE_DATA, *id),
         };
-        let payload = stream.out();
-        let mut frame = Vec::with_capacity(payload.len() + 1);
-        frame.push(code);
-        frame.extend_from_slice(&payload);
-        frame
+        let (id_bytes, skip) = rlp_items::uint_bytes(id);
+        let id_bytes = &id_bytes[skip..];
+        // The list of hashes or blobs after the id: its payload length.
+        let items_len: usize = match self {
+            Message::Status(_) => 0,
+            Message::GetNodeData { hashes, .. } => hashes.len() * 33,
+            Message::NodeData { blobs, .. } => blobs.iter().map(|b| rlp_items::string_len(b)).sum(),
+        };
+        let mut out;
+        match self {
+            Message::Status(status) => {
+                let (version, vs) = rlp_items::uint_bytes(status.version);
+                let (network, ns) = rlp_items::uint_bytes(status.network_id);
+                let payload = rlp_items::string_len(&version[vs..])
+                    + rlp_items::string_len(&network[ns..])
+                    + 33;
+                out = Vec::with_capacity(1 + rlp_items::header_len(payload) + payload);
+                out.push(code);
+                rlp_items::put_header(&mut out, true, payload);
+                rlp_items::put_string(&mut out, &version[vs..]);
+                rlp_items::put_string(&mut out, &network[ns..]);
+                rlp_items::put_string(&mut out, &status.head_root.0);
+            }
+            Message::GetNodeData { hashes, .. } => {
+                let payload =
+                    rlp_items::string_len(id_bytes) + rlp_items::header_len(items_len) + items_len;
+                out = Vec::with_capacity(1 + rlp_items::header_len(payload) + payload);
+                out.push(code);
+                rlp_items::put_header(&mut out, true, payload);
+                rlp_items::put_string(&mut out, id_bytes);
+                rlp_items::put_header(&mut out, true, items_len);
+                for hash in hashes {
+                    out.push(0xa0);
+                    out.extend_from_slice(&hash.0);
+                }
+            }
+            Message::NodeData { blobs, .. } => {
+                let payload =
+                    rlp_items::string_len(id_bytes) + rlp_items::header_len(items_len) + items_len;
+                out = Vec::with_capacity(1 + rlp_items::header_len(payload) + payload);
+                out.push(code);
+                rlp_items::put_header(&mut out, true, payload);
+                rlp_items::put_string(&mut out, id_bytes);
+                rlp_items::put_header(&mut out, true, items_len);
+                for blob in blobs {
+                    rlp_items::put_string(&mut out, blob);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -172,6 +195,8 @@ impl Message<'_> {
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use rlp::RlpStream;
 
     use super::*;
     use crate::hash::keccak256;
@@ -201,6 +226,31 @@ mod tests {
             let frame = message.encode();
             assert_eq!(Message::decode(&frame), Ok(message));
         }
+    }
+
+    #[test]
+    fn encoding_matches_the_rlp_crate() {
+        let blobs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![5],
+            vec![0x80],
+            vec![7; 55],
+            vec![9; 56],
+            vec![1; 70_000],
+        ];
+        let message = Message::NodeData {
+            id: 300,
+            blobs: blobs.iter().map(Vec::as_slice).collect(),
+        };
+        let mut stream = RlpStream::new_list(2);
+        stream.append(&300u64);
+        stream.begin_list(blobs.len());
+        for blob in &blobs {
+            stream.append(blob);
+        }
+        let mut expected = vec![CODE_NODE_DATA];
+        expected.extend_from_slice(&stream.out());
+        assert_eq!(message.encode(), expected);
     }
 
     #[test]
