@@ -9,6 +9,7 @@
 //! step: the completed fraction never falls and is 1.0 exactly when the sync is done, a
 //! refused blob changes nothing, and the scheduler never stops handing out work while nothing
 //! else can move. At the end the store is exactly the source and walks clean.
+#![allow(clippy::result_large_err)] // ProcessError carries an inline trie path.
 
 use std::collections::HashSet;
 
