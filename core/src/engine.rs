@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::filter::KeyFilter;
 use crate::hash::{DigestSet, H256};
 use crate::progress::{EtaEstimator, PeerProgress, Phase, Progress, ProgressRecord, RateMeter};
 use crate::rate::{PeerRate, RateConfig, RoundTrip};
@@ -69,6 +70,10 @@ pub struct EngineConfig {
     /// dropped or garbled answer costs a few round trips instead of a timeout.
     pub hedge_after_rtts: f64,
     pub min_hedge_ms: u64,
+    /// Size of the filter of keys committed this session, used when the store had no
+    /// progress record (a fresh store): lookups it rules out never reach the store. 0 turns
+    /// it off. See `filter.rs`.
+    pub fresh_store_filter_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +92,8 @@ impl Default for EngineConfig {
             progress_interval_ms: 500,
             hedge_after_rtts: 4.0,
             min_hedge_ms: 250,
+            // 4 MiB: under 1 % false "maybe" up to about 3.5 million items.
+            fresh_store_filter_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -281,6 +288,11 @@ pub struct Engine {
     lookup_ops: BTreeMap<u64, (u64, Vec<StoreKey>)>,
     /// Keys of failed lookups, asked again on resume.
     relookup: Vec<StoreKey>,
+    /// Keys committed this session, when the store started empty: a key it rules out is
+    /// certainly absent, so its lookup is answered here.
+    committed_keys: Option<KeyFilter>,
+    /// Lookups answered by `committed_keys` without the store.
+    filtered_lookups: u64,
     /// The commit in flight: only one at a time, so a batch never lands before the batch
     /// holding its children (I2 across batches).
     committing: Option<(u64, Arc<CommitBatch>, ProgressRecord)>,
@@ -309,6 +321,10 @@ impl Engine {
         now: u64,
     ) -> Engine {
         let scheduler = Scheduler::new(root, scheduler_config(&config));
+        // No record: the store is taken to be empty, so whatever it will hold, this session
+        // wrote. (A store with data but no record only costs refetching that data.)
+        let committed_keys = (resumed.is_none() && config.fresh_store_filter_bytes > 0)
+            .then(|| KeyFilter::new(config.fresh_store_filter_bytes));
         let committed = ProgressRecord {
             root,
             complete: false,
@@ -331,6 +347,8 @@ impl Engine {
             next_op_id: 1,
             lookup_ops: BTreeMap::new(),
             relookup: Vec::new(),
+            committed_keys,
+            filtered_lookups: 0,
             committing: None,
             backlog: CommitBatch::default(),
             flush_requested: false,
@@ -714,6 +732,15 @@ impl Engine {
         }
         let mut keys = std::mem::take(&mut self.relookup);
         keys.extend(self.scheduler.take_lookups());
+        if let Some(filter) = &self.committed_keys {
+            let (maybe, absent): (Vec<StoreKey>, Vec<StoreKey>) =
+                keys.into_iter().partition(|k| filter.may_contain(k));
+            self.filtered_lookups += absent.len() as u64;
+            for key in absent {
+                self.scheduler.handle_lookup(key, false);
+            }
+            keys = maybe;
+        }
         for chunk in keys.chunks(self.config.max_lookups_per_op.max(1)) {
             let id = self.next_op_id;
             self.next_op_id += 1;
@@ -764,6 +791,12 @@ impl Engine {
         self.next_op_id += 1;
         // Shared, not copied: kept for a retry if the store fails.
         let batch: Arc<CommitBatch> = batch.into();
+        if let Some(filter) = &mut self.committed_keys {
+            // Before the write lands, which is fine: lookups run after it, in order.
+            for (key, _) in batch.items() {
+                filter.insert(&key);
+            }
+        }
         self.committing = Some((id, Arc::clone(&batch), progress));
         self.store_ops.push_back(StoreOp {
             id,
@@ -1219,7 +1252,12 @@ mod tests {
             max_in_flight_per_peer: 1,
             ..EngineConfig::default()
         };
-        let mut engine = Engine::new(root, config, None, 0);
+        // A store that holds data comes with its progress record, as after a crash.
+        let resumed = (store.node_count() > 0).then(|| ProgressRecord {
+            root,
+            ..ProgressRecord::default()
+        });
+        let mut engine = Engine::new(root, config, resumed, 0);
         let status = Message::Status(Status {
             version: PROTOCOL_VERSION,
             network_id: 1,
@@ -1314,7 +1352,12 @@ mod tests {
     #[test]
     fn cancel_flushes_items_that_complete_while_the_first_flush_is_written() {
         let state = generate(&SyntheticConfig::new(200, 9));
-        let mut engine = Engine::new(state.root, EngineConfig::default(), None, 0);
+        let config = EngineConfig {
+            // Store ops are scripted by hand here, root lookup included.
+            fresh_store_filter_bytes: 0,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(state.root, config, None, 0);
         let status = Message::Status(Status {
             version: PROTOCOL_VERSION,
             network_id: 1,
@@ -1377,6 +1420,59 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_store_is_asked_only_about_keys_this_session_may_have_written() {
+        let state = generate(&SyntheticConfig::new(2000, 5));
+        let mut store = MemoryStore::new();
+        let asked = std::cell::Cell::new(0usize);
+        let mut engine = Engine::new(state.root, EngineConfig::default(), None, 0);
+        let status = Message::Status(Status {
+            version: PROTOCOL_VERSION,
+            network_id: 1,
+            head_root: state.root,
+        })
+        .encode();
+        engine.handle_peer_joined(1, 0);
+        engine.handle_frame(1, &status, 0);
+        for step in 1..100_000 {
+            while let Some(op) = engine.poll_store_op() {
+                let result = match &op.action {
+                    StoreAction::Lookup(keys) => {
+                        asked.set(asked.get() + keys.len());
+                        StoreResult::Lookup(keys.iter().map(|k| store.contains(*k)).collect())
+                    }
+                    StoreAction::Commit { batch, .. } => {
+                        store.apply(batch);
+                        StoreResult::Committed
+                    }
+                };
+                engine.handle_store_result(op.id, result, step);
+            }
+            while let Some(Transmit::Frame { peer, frame }) = engine.poll_transmit() {
+                if let Ok(crate::serve::ServeOutcome::Answer(reply)) =
+                    crate::serve::answer(&frame, Default::default(), |k| state.store.get(k))
+                {
+                    engine.handle_frame(peer, &reply, step);
+                }
+            }
+            while engine.poll_event().is_some() {}
+            if engine.is_finished() {
+                break;
+            }
+        }
+        assert!(engine.is_done());
+        assert_eq!(store.keys(), state.store.keys());
+        // Shared code and storage are found in this session's writes; everything else never
+        // reaches the store. Without the filter every child would be looked up.
+        let items = state.store.node_count() + state.store.code_count();
+        assert!(
+            asked.get() < items / 20,
+            "{} lookups reached the store for {items} items",
+            asked.get()
+        );
+        assert!(engine.filtered_lookups as usize > items / 2);
+    }
+
+    #[test]
     fn a_peer_sending_malformed_frames_is_disconnected_at_the_penalty_limit() {
         let root = crate::hash::keccak256(b"root");
         let mut engine = Engine::new(root, EngineConfig::default(), None, 0);
@@ -1409,6 +1505,8 @@ mod tests {
         let state = generate(&SyntheticConfig::new(20, 9));
         let config = EngineConfig {
             max_in_flight_per_peer: 1,
+            // Store ops are scripted by hand here, root lookup included.
+            fresh_store_filter_bytes: 0,
             ..EngineConfig::default()
         };
         let mut engine = Engine::new(state.root, config, None, 0);
@@ -1457,6 +1555,8 @@ mod tests {
         let state = generate(&SyntheticConfig::new(20, 9));
         let config = EngineConfig {
             max_in_flight_per_peer: 1,
+            // Store ops are scripted by hand here, root lookup included.
+            fresh_store_filter_bytes: 0,
             ..EngineConfig::default()
         };
         let mut engine = Engine::new(state.root, config, None, 0);
@@ -1499,7 +1599,12 @@ mod tests {
         // offered again when the peer connected, before its Status made it usable, so they
         // were parked again and waited for the unservable retry timer.
         let state = generate(&SyntheticConfig::new(20, 9));
-        let mut engine = Engine::new(state.root, EngineConfig::default(), None, 0);
+        let config = EngineConfig {
+            // Store ops are scripted by hand here, root lookup included.
+            fresh_store_filter_bytes: 0,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(state.root, config, None, 0);
         let status = Message::Status(Status {
             version: PROTOCOL_VERSION,
             network_id: 1,
@@ -1544,6 +1649,8 @@ mod tests {
         let state = generate(&SyntheticConfig::new(200, 9));
         let config = EngineConfig {
             max_in_flight_per_peer: 1,
+            // Store ops are scripted by hand here, root lookup included.
+            fresh_store_filter_bytes: 0,
             ..EngineConfig::default()
         };
         let mut engine = Engine::new(state.root, config, None, 0);

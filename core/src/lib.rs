@@ -28,6 +28,7 @@
 pub mod account;
 pub mod builder;
 pub mod engine;
+pub mod filter;
 pub mod hash;
 pub mod hex;
 pub mod nibbles;

@@ -1,7 +1,7 @@
 //! Native benchmarks (issue 6): the hashing-and-decoding limit, the engine against it, and
 //! peak engine memory as the state grows. Prints one line of JSON per measurement.
 //!
-//! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3]
+//! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3] [--max-fetches N]
 //!
 //! Sizes are target hashed-node counts; the synthetic generator is sized to reach them.
 //! Memory is the heap (a counting allocator) above the source state's own footprint, with a
@@ -21,6 +21,8 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// The engine's per-depth fetch cap for this run (`--max-fetches`).
+static MAX_FETCHES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -56,6 +58,10 @@ fn main() {
         .collect();
     let peers: u64 = arg("--peers").and_then(|s| s.parse().ok()).unwrap_or(4);
     let repeat: usize = arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let max_fetches: usize = arg("--max-fetches")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(EngineConfig::default().max_fetches_per_depth);
+    MAX_FETCHES.store(max_fetches, Ordering::Relaxed);
 
     let genesis = {
         let text = std::fs::read_to_string("fixtures/genesis_mainnet.json")
@@ -93,11 +99,12 @@ fn measure(name: &str, state: &BuiltState, peers: u64, repeat: usize) {
     }
     let (_, live_entries) = engine_pass(state, peers);
     println!(
-        "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{live_entries},\"peers\":{peers}}}",
+        "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{live_entries},\"peers\":{peers},\"max_fetches_per_depth\":{}}}",
         state.store.bytes(),
         items as f64 / limit,
         items as f64 / engine_best,
         limit / engine_best,
+        MAX_FETCHES.load(Ordering::Relaxed),
     );
 }
 
@@ -127,6 +134,7 @@ fn limit_pass(store: &MemoryStore) -> f64 {
 fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
     let config = EngineConfig {
         progress_interval_ms: u64::MAX / 4,
+        max_fetches_per_depth: MAX_FETCHES.load(Ordering::Relaxed),
         ..EngineConfig::default()
     };
     let started = Instant::now();
@@ -158,19 +166,21 @@ fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
             };
             engine.handle_store_result(op.id, result, now);
         }
-        while let Some(transmit) = engine.poll_transmit() {
+        // One frame at a time with the store's work in between, as a host with the store and
+        // the network running side by side does: a commit is acknowledged before the next
+        // answer arrives, so completed items do not pile up in memory.
+        if let Some(transmit) = engine.poll_transmit() {
             busy = true;
-            let Transmit::Frame { peer, frame } = transmit else {
-                continue;
-            };
-            let serve_started = Instant::now();
-            let answer =
-                statesync_core::serve::answer(&frame, Default::default(), |k: StoreKey| {
-                    state.store.get(k)
-                });
-            serving += serve_started.elapsed();
-            if let Ok(statesync_core::serve::ServeOutcome::Answer(reply)) = answer {
-                engine.handle_frame(peer, &reply, now);
+            if let Transmit::Frame { peer, frame } = transmit {
+                let serve_started = Instant::now();
+                let answer =
+                    statesync_core::serve::answer(&frame, Default::default(), |k: StoreKey| {
+                        state.store.get(k)
+                    });
+                serving += serve_started.elapsed();
+                if let Ok(statesync_core::serve::ServeOutcome::Answer(reply)) = answer {
+                    engine.handle_frame(peer, &reply, now);
+                }
             }
         }
         while engine.poll_event().is_some() {}
