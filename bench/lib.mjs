@@ -1,0 +1,139 @@
+// Shared by the Node.js benchmarks: loading separate instances of the WebAssembly package
+// (so the serving state and the engine do not share one linear memory), building the states,
+// and a sync from in-process peers that times the engine with the peers' serving excluded.
+
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.dirname(BENCH_DIR);
+export const GENESIS_FIXTURE = path.join(REPO, 'fixtures', 'genesis_mainnet.json');
+const PKG = path.join(REPO, 'web', 'pkg', 'node', 'statesync_wasm.js');
+const require = createRequire(import.meta.url);
+
+/** About 3.2 hashed items per account with the generator's default mix (as bench-native). */
+export const ITEMS_PER_ACCOUNT = 3.2;
+/** The synthetic generator's seed bench-native uses, so both measure the same state. */
+export const SYNTHETIC_SEED = 1;
+
+/**
+ * A fresh instance of the nodejs wasm package, with its own linear memory: `{ wasm, memory }`.
+ * The generated module keeps its instance private, so the constructor is wrapped for the
+ * duration of the load to catch it.
+ */
+export function loadWasm() {
+  if (!fs.existsSync(PKG)) throw new Error(`${PKG} is missing: run 'npm run build' (bash scripts/build-wasm.sh)`);
+  const Original = WebAssembly.Instance;
+  let instance;
+  WebAssembly.Instance = function Instance(module, imports) {
+    instance = new Original(module, imports);
+    return instance;
+  };
+  try {
+    delete require.cache[require.resolve(PKG)];
+    const wasm = require(PKG);
+    delete require.cache[require.resolve(PKG)];
+    if (!instance?.exports?.memory) throw new Error('could not reach the wasm instance memory');
+    return { wasm, memory: instance.exports.memory };
+  } finally {
+    WebAssembly.Instance = Original;
+  }
+}
+
+/** `genesis` or `synthetic:N` (N: target hashed items). */
+export function parseStateSpec(spec) {
+  if (spec === 'genesis' || spec === 'mainnet-genesis') return { kind: 'genesis', name: 'mainnet-genesis' };
+  const m = /^synthetic[:-](\d+)$/.exec(spec);
+  if (!m) throw new Error(`unknown state "${spec}" (genesis or synthetic:N)`);
+  const target = Number(m[1]);
+  return { kind: 'synthetic', target, accounts: Math.floor(target / ITEMS_PER_ACCOUNT), name: `synthetic-${target}` };
+}
+
+/** Builds a `StateSource` for a state spec in the given wasm instance. */
+export function buildSource(wasm, spec) {
+  const s = parseStateSpec(spec);
+  if (s.kind === 'genesis') return wasm.StateSource.fromGenesis(fs.readFileSync(GENESIS_FIXTURE, 'utf8'));
+  return wasm.StateSource.synthetic(s.accounts, SYNTHETIC_SEED);
+}
+
+/** A JS store that discards writes and finds nothing: what the engine itself holds. */
+export function discardStore() {
+  return {
+    has: (keys) => keys.map(() => false),
+    get: (keys) => keys.map(() => null),
+    write: () => {},
+    readProgress: () => null,
+  };
+}
+
+/**
+ * Syncs `source` with a `StateSync` of `wasm` from `peers` in-process peers.
+ * Zero latency (`latencyMs` 0): each answer is delivered on the next turn of the event loop
+ * (setImmediate), and the time spent in `source.answer` (serving, which on a network runs
+ * elsewhere) is measured and subtracted. With latency each answer arrives `latencyMs` after its
+ * request (the round trip), and the wall time is reported as is: serving overlaps the wait.
+ * Resolves with `{ ms, wallMs, servingMs, progress }`.
+ */
+export async function syncInProcess({ wasm, source, peers = 4, latencyMs = 0, options = {} }) {
+  const sync = new wasm.StateSync({ root: source.root, progressIntervalMs: 3_600_000, ...options });
+  let servingMs = 0;
+  const status = source.statusFrame(1);
+  for (let id = 1; id <= peers; id++) {
+    const deliver = (frame) => sync.receive(id, frame);
+    sync.addPeer(id, (frame) => {
+      const t0 = performance.now();
+      const answer = source.answer(frame);
+      servingMs += performance.now() - t0;
+      if (!answer) return;
+      if (latencyMs > 0) setTimeout(deliver, latencyMs, answer);
+      else setImmediate(deliver, answer);
+    });
+  }
+  const started = performance.now();
+  const done = sync.start();
+  for (let id = 1; id <= peers; id++) sync.receive(id, status);
+  const progress = await done;
+  const wallMs = performance.now() - started;
+  sync.free();
+  if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
+  const ms = latencyMs > 0 ? wallMs : wallMs - servingMs;
+  return { ms, wallMs, servingMs, progress };
+}
+
+/**
+ * Best (smallest `ms`) of at least `repeat` runs of an async function returning `{ ms, ... }`.
+ * Short runs go on until `minTotalMs` of them have been measured (at most `maxRuns`): a run
+ * of a few milliseconds is at the mercy of a timer tick or a garbage collection, and the
+ * first ones also wait for V8 to tier the wasm code up.
+ */
+export async function bestOf(repeat, run, { minTotalMs = 1000, maxRuns = 30 } = {}) {
+  let best;
+  let total = 0;
+  for (let i = 0; i < Math.max(1, repeat) || (total < minTotalMs && i < maxRuns); i++) {
+    const r = await run(i);
+    total += r.ms;
+    if (!best || r.ms < best.ms) best = { ...r, runs: i + 1 };
+  }
+  return best;
+}
+
+/** `--name value` and `--flag` arguments into an object (values as strings, flags true). */
+export function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const key = a.slice(2);
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith('--')) out[key] = true;
+    else {
+      out[key] = next;
+      i++;
+    }
+  }
+  return out;
+}
+
+export const log = (...parts) => process.stderr.write(`bench: ${parts.join(' ')}\n`);

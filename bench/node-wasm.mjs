@@ -1,0 +1,117 @@
+// The WebAssembly engine in Node.js on one state; prints one JSON line on stdout.
+//
+//   node bench/node-wasm.mjs --state synthetic:100000 [--repeat 3] [--min-total-ms 1000] [--peers 4]
+//        [--latency-ms 100 --in-flight 1,2,4,8 [--max-items N]] [--no-memory]
+//
+// - limit: `StateSource.benchLimit()`, keccak-256 and node decoding of every item timed inside
+//   wasm (best of --repeat, and of at least a second of runs for small states);
+// - engine: a StateSync with the memory store, synced from --peers in-process peers answering
+//   on the next event-loop turn, serving time subtracted (best of --repeat, and of at least a
+//   second of runs);
+// - memory: a StateSync in a fresh wasm instance (its own linear memory), over a store that
+//   discards writes and finds nothing (as bench-native): the instance's memory size at the end
+//   is its peak, since linear memory never shrinks; the largest of --repeat such passes;
+// - latency (with --latency-ms): each answer arrives that many ms after its request, once per
+//   --in-flight setting (requests outstanding per peer), wall time as is; --max-items sets the
+//   items per request of these runs (default: the engine's, 384).
+//
+// The state being served lives in its own wasm instance, apart from the engine's.
+
+import { loadWasm, buildSource, parseStateSpec, syncInProcess, bestOf, discardStore, parseArgs, log } from './lib.mjs';
+
+const args = parseArgs(process.argv.slice(2));
+const spec = args.state ?? 'genesis';
+const repeat = Number(args.repeat ?? 3);
+const peers = Number(args.peers ?? 4);
+const minTotalMs = Number(args['min-total-ms'] ?? 1000);
+const latencyMs = Number(args['latency-ms'] ?? 0);
+const maxItems = args['max-items'] ? Number(args['max-items']) : undefined;
+const inFlight = String(args['in-flight'] ?? '1,2,4,8')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
+const state = parseStateSpec(spec);
+
+const served = loadWasm();
+let t0 = performance.now();
+const source = buildSource(served.wasm, spec);
+const items = source.nodeCount + source.codeCount;
+log(`${state.name}: ${items} items (${source.nodeCount} nodes, ${source.codeCount} codes), ${(source.bytes / 1e6).toFixed(1)} MB, built in wasm in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+const result = {
+  state: state.name,
+  items,
+  nodes: source.nodeCount,
+  codes: source.codeCount,
+  bytes: source.bytes,
+  peers,
+  repeat,
+};
+
+// The limit.
+const limit = await bestOf(repeat, () => ({ ms: source.benchLimit() }), { minTotalMs });
+const limitMs = limit.ms;
+result.limit_ms = limitMs;
+result.limit_runs = limit.runs;
+result.limit_items_per_sec = items / (limitMs / 1000);
+log(`${state.name}: wasm limit ${Math.round(result.limit_items_per_sec)} items/s`);
+
+// The engine, memory store, zero latency.
+const engineInstance = loadWasm();
+const engine = await bestOf(repeat, () => syncInProcess({ wasm: engineInstance.wasm, source, peers, options: { memory: true } }), { minTotalMs });
+// A few items of a generated state can be shared or unreachable: `processed` is checked loosely,
+// and rates use the source's item count, as bench-native does.
+const checkProcessed = (p) => {
+  if (p.processed < items * 0.99) throw new Error(`the sync processed ${p.processed} of ${items} items`);
+};
+checkProcessed(engine.progress);
+result.processed = engine.progress.processed;
+result.engine_ms = engine.ms;
+result.engine_runs = engine.runs;
+result.engine_serving_ms = engine.servingMs;
+result.engine_items_per_sec = items / (engine.ms / 1000);
+result.engine_to_limit = limitMs / engine.ms;
+log(`${state.name}: wasm engine ${Math.round(result.engine_items_per_sec)} items/s (serving ${Math.round(engine.servingMs)} ms of ${Math.round(engine.wallMs)} ms excluded)`);
+
+// Peak memory of the engine alone: a fresh instance per pass, a store that keeps nothing. The
+// frontier the engine holds depends on how answers and store results interleave, so the
+// figure is the largest of --repeat passes.
+if (!args['no-memory']) {
+  const passes = [];
+  for (let i = 0; i < Math.max(1, repeat); i++) {
+    const fresh = loadWasm();
+    const initial = fresh.memory.buffer.byteLength;
+    // Progress events every 50 ms report the scheduler's live entries (these passes are not timed).
+    let liveEntries = 0;
+    const onEvent = (e) => {
+      if (e.type === 'progress') liveEntries = Math.max(liveEntries, e.liveEntries);
+    };
+    const pass = await syncInProcess({ wasm: fresh.wasm, source, peers, options: { store: discardStore(), progressIntervalMs: 50, onEvent } });
+    passes.push({ initial, peak: fresh.memory.buffer.byteLength, liveEntries, ms: pass.ms });
+  }
+  const worst = passes.reduce((a, b) => (b.peak > a.peak ? b : a));
+  result.wasm_memory_initial_bytes = worst.initial;
+  result.wasm_memory_peak_bytes = worst.peak;
+  result.wasm_memory_engine_bytes = worst.peak - worst.initial;
+  result.wasm_memory_peaks_bytes = passes.map((p) => p.peak);
+  result.max_live_entries = Math.max(...passes.map((p) => p.liveEntries));
+  result.max_live_entries_per_pass = passes.map((p) => p.liveEntries);
+  log(`${state.name}: engine wasm memory ${passes.map((p) => (p.peak / 2 ** 20).toFixed(1)).join(', ')} MiB over ${passes.length} pass(es) (initial ${(worst.initial / 2 ** 20).toFixed(1)} MiB), at most ${result.max_live_entries} live scheduler entries`);
+}
+
+// Latency-bound: the same sync with every answer arriving latencyMs after its request.
+if (latencyMs > 0) {
+  result.latency_ms = latencyMs;
+  result.latency_max_items = maxItems ?? null;
+  result.latency = [];
+  for (const n of inFlight) {
+    const r = await syncInProcess({ wasm: engineInstance.wasm, source, peers, latencyMs, options: { memory: true, maxInFlight: n, ...(maxItems ? { maxItemsPerRequest: maxItems } : {}) } });
+    checkProcessed(r.progress);
+    const rate = items / (r.ms / 1000);
+    result.latency.push({ in_flight: n, ms: r.ms, items_per_sec: rate, to_zero_latency: rate / result.engine_items_per_sec });
+    log(`${state.name}: ${latencyMs} ms RTT, ${n} in flight per peer: ${Math.round(rate)} items/s (${(rate / result.engine_items_per_sec).toFixed(3)} of zero latency)`);
+  }
+}
+
+result.rss_max_bytes = process.resourceUsage().maxRSS * 1024;
+process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -1,0 +1,397 @@
+#!/usr/bin/env node
+// `npm run bench`: every benchmark of this repository, one after another, then one table on
+// stdout and every raw figure in bench/results.json. Progress goes to stderr.
+// docs/BENCHMARKS.md explains what each figure measures.
+//
+//   node bench/run.mjs                  the full run (several minutes: states up to 4M items)
+//   node bench/run.mjs --quick          a smoke run: small states, one repeat
+//   node bench/run.mjs --from bench/results.json [--markdown]   re-print a saved table
+//
+// Options: --repeat N (best of N; default 3, quick 1), --out FILE (default bench/results.json,
+// quick: bench/results-quick.json), --only native,wasm,e2e,browser,latency,sim (a subset),
+// --cargo-profile NAME (the Cargo profile of the Rust benches: default release; the smoke
+// test uses test, which reuses what `cargo test` compiled), --markdown (the table as Markdown),
+// --no-build (do not run scripts/build-wasm.sh first).
+//
+// Every ratio divides two figures measured in this run.
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { BENCH_DIR, REPO, ITEMS_PER_ACCOUNT, parseArgs, log } from './lib.mjs';
+
+const args = parseArgs(process.argv.slice(2));
+const quick = Boolean(args.quick);
+const markdown = Boolean(args.markdown);
+
+if (args.from) {
+  const saved = JSON.parse(fs.readFileSync(args.from, 'utf8'));
+  process.stdout.write(renderTable(saved.rows, markdown));
+  process.exit(0);
+}
+
+const repeat = Number(args.repeat ?? (quick ? 1 : 3));
+// Short measurements repeat until this much of them was timed (bench/lib.mjs, bestOf).
+const minTotalMs = quick ? 100 : 1000;
+const out = path.resolve(args.out ?? path.join(BENCH_DIR, quick ? 'results-quick.json' : 'results.json'));
+const cargoProfile = args['cargo-profile'] ?? 'release';
+const cargoProfileArgs = cargoProfile === 'release' ? ['--release'] : ['--profile', cargoProfile];
+const only = args.only ? new Set(String(args.only).split(',')) : null;
+const want = (piece) => !only || only.has(piece);
+
+// What runs where. Sizes are target hashed-item counts (accounts = size / 3.2, seed 1, as
+// bench-native), the simulator's state is given in accounts.
+const plan = quick
+  ? {
+      nativeSizes: [10_000, 40_000],
+      wasmStates: ['genesis', 'synthetic:10000', 'synthetic:40000'],
+      memorySizes: [10_000, 40_000],
+      e2eStates: ['genesis', 'synthetic:10000'],
+      browserStates: ['genesis'],
+      latencyStates: ['synthetic:10000'],
+      inFlight: [1, 4],
+      simSeeds: 1,
+      simAccounts: 1_000,
+    }
+  : {
+      nativeSizes: [100_000, 1_000_000, 4_000_000],
+      wasmStates: ['genesis', 'synthetic:100000', 'synthetic:1000000', 'synthetic:4000000'],
+      memorySizes: [100_000, 1_000_000, 4_000_000],
+      e2eStates: ['genesis', 'synthetic:100000'],
+      browserStates: ['genesis', 'synthetic:100000'],
+      latencyStates: ['synthetic:100000', 'synthetic:1000000'],
+      inFlight: [1, 2, 4, 8, 16],
+      simSeeds: 3,
+      simAccounts: 7_000,
+    };
+const LATENCY_MS = 100;
+const DEFAULT_IN_FLIGHT = 4; // the engine's default max_in_flight_per_peer
+// The native state the simulator's zero-latency reference is measured on: the simulator's
+// accounts at bench-native's items-per-account, so bench-native generates the same accounts.
+const simReferenceSize = Math.round(plan.simAccounts * ITEMS_PER_ACCOUNT);
+
+const results = {
+  date: new Date().toISOString(),
+  quick,
+  repeat,
+  min_total_ms: minTotalMs,
+  cargo_profile: cargoProfile,
+  machine: machineInfo(),
+  git: gitInfo(),
+  plan: { ...plan, latencyMs: LATENCY_MS, peers: 4 },
+  native: [],
+  wasm: [],
+  e2e: [],
+  browser: [],
+  sim: null,
+  rows: [],
+  errors: [],
+};
+const began = Date.now();
+
+if (!args['no-build'] && (want('wasm') || want('e2e') || want('browser') || want('latency'))) {
+  await step('build the wasm package', 'bash', ['scripts/build-wasm.sh']);
+}
+
+if (want('native')) {
+  const sizes = [...plan.nativeSizes];
+  if (want('sim') && !sizes.includes(simReferenceSize)) sizes.unshift(simReferenceSize);
+  const lines = await step('native: bench-native (limit, engine, peak heap)', 'cargo', [
+    'run', '-q', ...cargoProfileArgs, '--locked', '-p', 'statesync-tests', '--bin', 'bench-native', '--',
+    '--sizes', sizes.join(','), '--peers', '4', '--repeat', String(repeat),
+  ]);
+  results.native = jsonLines(lines);
+}
+
+if (want('wasm') || want('latency')) {
+  for (const state of plan.wasmStates) {
+    const latency = want('latency') && plan.latencyStates.includes(state) ? ['--latency-ms', String(LATENCY_MS), '--in-flight', plan.inFlight.join(',')] : [];
+    if (!want('wasm') && !latency.length) continue;
+    const lines = await step(`wasm in Node: ${state}${latency.length ? ` (and ${LATENCY_MS} ms RTT)` : ''}`, process.execPath, [
+      path.join(BENCH_DIR, 'node-wasm.mjs'), '--state', state, '--repeat', String(repeat), '--min-total-ms', String(minTotalMs), '--peers', '4', ...latency,
+    ]);
+    results.wasm.push(...jsonLines(lines));
+  }
+}
+
+if (want('e2e')) {
+  for (const state of plan.e2eStates) {
+    const lines = await step(`Node end to end (WebSockets, LevelDB): ${state}`, process.execPath, [
+      path.join(BENCH_DIR, 'node-e2e.mjs'), '--state', state, '--repeat', String(repeat), '--min-total-ms', String(minTotalMs), '--peers', '4',
+    ]);
+    results.e2e.push(...jsonLines(lines));
+  }
+}
+
+if (want('browser')) {
+  const lines = await step('browser: headless Chromium, IndexedDB', process.execPath, [
+    path.join(BENCH_DIR, 'browser.mjs'), '--states', plan.browserStates.join(','), '--repeat', String(repeat),
+  ]);
+  results.browser = jsonLines(lines);
+  if (results.browser[0]?.chromium) results.machine.chromium = results.browser[0].chromium;
+}
+
+if (want('sim')) {
+  const lines = await step(`latency-bound, simulator: sim-sweep ${plan.simSeeds} ${plan.simAccounts}`, 'cargo', [
+    'run', '-q', ...cargoProfileArgs, '--locked', '-p', 'statesync-tests', '--bin', 'sim-sweep', '--',
+    String(plan.simSeeds), String(plan.simAccounts),
+  ]);
+  if (lines) {
+    try {
+      results.sim = parseSimSweep(lines);
+    } catch (err) {
+      results.errors.push({ step: 'sim-sweep output', message: err.message, output: lines.join('\n') });
+      log(`sim-sweep: ${err.message}`);
+    }
+  }
+}
+
+results.elapsed_s = (Date.now() - began) / 1000;
+results.machine.load_average_end = os.loadavg();
+results.rows = buildRows(results);
+fs.mkdirSync(path.dirname(out), { recursive: true });
+fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+process.stdout.write(renderTable(results.rows, markdown));
+log(`wrote ${path.relative(process.cwd(), out) || out} in ${Math.round(results.elapsed_s)} s${quick ? ' (quick: small states, figures not comparable with a full run)' : ''}`);
+if (results.errors.length) {
+  log(`${results.errors.length} step(s) failed: ${results.errors.map((e) => e.step).join('; ')}`);
+  process.exit(1);
+}
+
+// ── steps ──────────────────────────────────────────────────────────────────────────────
+
+/** Runs a command from the repo root, stderr passed through; resolves with its stdout lines, or null on failure. */
+function step(title, command, argv) {
+  log(`── ${title}`);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.on('error', (err) => {
+      results.errors.push({ step: title, message: err.message });
+      resolve(null);
+    });
+    child.on('close', (code, signal) => {
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if (code !== 0) {
+        const message = `exited with ${signal ?? code}`;
+        log(`   ${title}: FAILED (${message}, ${seconds} s)`);
+        results.errors.push({ step: title, message, stdout: stdout.slice(-4000) });
+        resolve(null);
+        return;
+      }
+      log(`   done in ${seconds} s`);
+      resolve(stdout.split('\n').filter((l) => l.trim() !== ''));
+    });
+  });
+}
+
+function jsonLines(lines) {
+  if (!lines) return [];
+  const out = [];
+  for (const line of lines) {
+    if (!line.trimStart().startsWith('{')) continue;
+    out.push(JSON.parse(line));
+  }
+  return out;
+}
+
+/**
+ * sim-sweep prints Markdown for people: a header naming the accounts, then per bandwidth and
+ * seed a row `| unlimited | 0 | 17521 | 7020 (2.5 s, 77 req, top peer 26%, dup 0) | … |` whose
+ * columns follow `| bandwidth | seed | items | in flight 1 | 2 | 4 | 8 |`.
+ */
+function parseSimSweep(lines) {
+  const header = lines.find((l) => /^\|\s*bandwidth\s*\|/.test(l));
+  if (!header) throw new Error('no table header in the sim-sweep output');
+  const inFlight = header
+    .split('|')
+    .slice(4)
+    .map((c) => Number(c.replace(/in flight/, '').trim()))
+    .filter((n) => n > 0);
+  const runs = [];
+  for (const line of lines) {
+    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    if (cells.length !== 3 + inFlight.length || !/^\d+$/.test(cells[1] ?? '')) continue;
+    const [bandwidth, seed, items, ...rest] = cells;
+    rest.forEach((cell, i) => {
+      const m = /^(\d+) \(([\d.]+) s, (\d+) req, top peer (\d+)%, dup (\d+)\)$/.exec(cell);
+      if (!m) throw new Error(`unexpected sim-sweep cell "${cell}"`);
+      runs.push({
+        bandwidth,
+        seed: Number(seed),
+        items: Number(items),
+        in_flight: inFlight[i],
+        items_per_virtual_sec: Number(m[1]),
+        virtual_s: Number(m[2]),
+        requests: Number(m[3]),
+        top_peer_share: Number(m[4]) / 100,
+        duplicates: Number(m[5]),
+      });
+    });
+  }
+  if (!runs.length) throw new Error('no rows in the sim-sweep output');
+  const means = {};
+  for (const r of runs) {
+    const key = `${r.bandwidth}|${r.in_flight}`;
+    (means[key] ??= { bandwidth: r.bandwidth, in_flight: r.in_flight, rates: [], items: [] }).rates.push(r.items_per_virtual_sec);
+    means[key].items.push(r.items);
+  }
+  const summary = Object.values(means).map((m) => ({
+    bandwidth: m.bandwidth,
+    in_flight: m.in_flight,
+    mean_items_per_virtual_sec: m.rates.reduce((a, b) => a + b, 0) / m.rates.length,
+    mean_items: m.items.reduce((a, b) => a + b, 0) / m.items.length,
+  }));
+  return { header: lines.slice(0, 2), in_flight: inFlight, runs, summary };
+}
+
+// ── the table ───────────────────────────────────────────────────────────────────────────
+
+function buildRows(r) {
+  const rows = [];
+  const row = (measurement, state, figure, unit, ratio = null, target = null, extra = {}) => {
+    let met = null;
+    if (target && ratio !== null && Number.isFinite(ratio)) met = target.op === '>=' ? ratio >= target.value : ratio <= target.value;
+    rows.push({ measurement, state, figure, unit, ratio, target: target ? `${target.op === '>=' ? '≥' : '≤'} ${target.value}` : null, met, ...extra });
+  };
+  const native = new Map(r.native.map((n) => [n.state, n]));
+  const wasm = new Map(r.wasm.map((w) => [w.state, w]));
+  const shown = (name) => name !== `synthetic-${simReferenceSize}` || plan.nativeSizes.includes(simReferenceSize);
+
+  // The limit and the native engine.
+  for (const n of r.native.filter((n) => shown(n.state))) {
+    row('limit: keccak + decode, native', n.state, n.limit_items_per_sec, 'items/s');
+    row('engine, native, memory store, 0 ms', n.state, n.engine_items_per_sec, 'items/s', n.engine_to_limit, { op: '>=', value: 0.7 }, { ratio_of: 'engine / native limit' });
+  }
+  // WebAssembly in Node.
+  for (const w of r.wasm) {
+    const n = native.get(w.state);
+    row('limit: keccak + decode, wasm in Node', w.state, w.limit_items_per_sec, 'items/s', n ? w.limit_items_per_sec / n.limit_items_per_sec : null, null, { ratio_of: 'wasm limit / native limit' });
+    row('engine, wasm in Node, memory store, 0 ms', w.state, w.engine_items_per_sec, 'items/s', n ? w.engine_items_per_sec / n.engine_items_per_sec : null, { op: '>=', value: 0.5 }, { ratio_of: 'wasm engine / native engine' });
+  }
+  // Node end to end.
+  for (const e of r.e2e) {
+    row('Node e2e: WebSockets → LevelDB', e.state, e.items_per_sec, 'items/s');
+    row('Node e2e: WebSockets → LevelDB', e.state, e.mb_per_sec, 'MB/s');
+  }
+  // The browser.
+  for (const b of r.browser) {
+    row('browser: raw IndexedDB puts, same batches', b.state, b.raw_items_per_sec, 'items/s');
+    row('browser: engine → IndexedDB, 0 ms', b.state, b.sync_items_per_sec, 'items/s', b.raw_to_sync, { op: '>=', value: 0.8 }, { ratio_of: 'raw time / sync time' });
+  }
+  // Latency-bound, real time.
+  for (const w of r.wasm.filter((w) => w.latency)) {
+    for (const l of w.latency) {
+      const mark = l.in_flight === DEFAULT_IN_FLIGHT ? ' (default)' : '';
+      row(`${w.latency_ms} ms RTT, ${l.in_flight} in flight/peer${mark}, wasm in Node`, w.state, l.items_per_sec, 'items/s', l.to_zero_latency, { op: '>=', value: 0.8 }, { ratio_of: 'vs the 0 ms wasm engine, same state' });
+    }
+  }
+  // Latency-bound, simulator (virtual time: the network's bound, CPU free).
+  if (r.sim) {
+    const reference = native.get(`synthetic-${simReferenceSize}`);
+    for (const s of r.sim.summary.filter((s) => s.bandwidth === 'unlimited')) {
+      const mark = s.in_flight === DEFAULT_IN_FLIGHT ? ' (default)' : '';
+      row(`${LATENCY_MS} ms RTT, ${s.in_flight} in flight/peer${mark}, simulator`, `sim ${plan.simAccounts} accounts`, s.mean_items_per_virtual_sec, 'items/virtual s', reference ? s.mean_items_per_virtual_sec / reference.engine_items_per_sec : null, { op: '>=', value: 0.8 }, {
+        ratio_of: `vs the 0 ms native engine on synthetic-${simReferenceSize}`,
+      });
+    }
+  }
+  // Memory.
+  const heap = plan.memorySizes.map((s) => native.get(`synthetic-${s}`)).filter(Boolean);
+  for (const n of heap) row('peak memory: native engine heap', n.state, n.peak_engine_heap_bytes / 2 ** 20, 'MiB');
+  if (heap.length >= 2) {
+    const [a, b] = heap.slice(-2);
+    row(`memory growth, native: ${a.state} → ${b.state}`, `${a.items} → ${b.items} items`, b.peak_engine_heap_bytes / a.peak_engine_heap_bytes, '×', b.peak_engine_heap_bytes / a.peak_engine_heap_bytes, { op: '<=', value: 1.5 }, { ratio_of: 'peak / peak' });
+  }
+  const wmem = plan.memorySizes.map((s) => wasm.get(`synthetic-${s}`)).filter((w) => w?.wasm_memory_peak_bytes);
+  for (const w of wmem) row('peak memory: wasm engine linear memory', w.state, w.wasm_memory_peak_bytes / 2 ** 20, 'MiB');
+  if (wmem.length >= 2) {
+    const [a, b] = wmem.slice(-2);
+    row(`memory growth, wasm: ${a.state} → ${b.state}`, `${a.items} → ${b.items} items`, b.wasm_memory_peak_bytes / a.wasm_memory_peak_bytes, '×', b.wasm_memory_peak_bytes / a.wasm_memory_peak_bytes, { op: '<=', value: 1.5 }, { ratio_of: 'peak / peak' });
+  }
+  return rows;
+}
+
+function formatFigure(value, unit) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  if (unit === 'items/s' || unit === 'items/virtual s') return Math.round(value).toLocaleString('en-US');
+  if (unit === '×') return value.toFixed(2);
+  return value.toFixed(1);
+}
+
+function renderTable(rows, asMarkdown) {
+  const header = ['measurement', 'state', 'figure', 'unit', 'ratio', 'target', 'met?'];
+  const body = rows.map((r) => [
+    r.measurement,
+    r.state,
+    formatFigure(r.figure, r.unit),
+    r.unit,
+    r.ratio === null || r.ratio === undefined ? '' : Number.isFinite(r.ratio) ? r.ratio.toFixed(3) : '—',
+    r.target ?? '',
+    r.met === null ? '' : r.met ? 'yes' : 'no',
+  ]);
+  if (asMarkdown) {
+    const line = (cells) => `| ${cells.join(' | ')} |`;
+    return `${[line(header), line(header.map((_, i) => (i === 2 || i === 4 ? '---:' : '---'))), ...body.map(line)].join('\n')}\n`;
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const right = new Set([2, 4]);
+  const fmt = (cells) => cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return `${[fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n')}\n`;
+}
+
+// ── the machine ─────────────────────────────────────────────────────────────────────────
+
+function machineInfo() {
+  let cpu = os.cpus()[0]?.model ?? 'unknown';
+  let cpuDetail = null;
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1].trim();
+    cpu = field('model name') ?? cpu;
+    const flags = field('flags') ?? '';
+    cpuDetail = {
+      family: field('cpu family') ?? null,
+      model: field('model') ?? null,
+      mhz: field('cpu MHz') ?? null,
+      virtualized: /\bhypervisor\b/.test(flags),
+      avx2: /\bavx2\b/.test(flags),
+      avx512f: /\bavx512f\b/.test(flags),
+    };
+  } catch {
+    /* not Linux */
+  }
+  const run = (cmd, argv) => {
+    try {
+      return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  return {
+    cpu,
+    cpu_detail: cpuDetail,
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    memory_bytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    rustc: run('rustc', ['--version']),
+    chromium: null,
+    load_average_start: os.loadavg(),
+  };
+}
+
+function gitInfo() {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return null;
+  }
+}

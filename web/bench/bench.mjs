@@ -1,0 +1,173 @@
+// The browser benchmark page (driven by bench/browser.mjs): the WebAssembly engine syncing a
+// state into IndexedDB from in-page peers, against raw IndexedDB puts of the same nodes in the
+// same batches.
+//
+// 1. sync: a StateSync with the IndexedDB store (a fresh database), four in-page peers that
+//    answer from a StateSource on the next task (a MessageChannel message, no timer clamping);
+//    the time spent answering (serving, which on a network runs elsewhere) is subtracted.
+//    Every put the store makes is recorded, grouped by its readwrite transaction (one per
+//    commit batch, progress record included).
+// 2. raw: a fresh database with the same object stores, and the recorded puts replayed with no
+//    engine at all, one readwrite transaction per recorded batch, each awaited before the next
+//    (the engine's store also runs one operation at a time).
+// Both times include opening their database. ratio = raw / sync: 1 means the sync costs
+// nothing beyond the writes it must make.
+
+import init, { StateSource, StateSync } from '/pkg/web/statesync_wasm.js';
+
+const ITEMS_PER_ACCOUNT = 3.2;
+const SYNTHETIC_SEED = 1;
+
+/** The next task, without setTimeout's clamping of nested timers to 4 ms. */
+const nextTask = (() => {
+  const channel = new MessageChannel();
+  const queue = [];
+  channel.port1.onmessage = () => queue.shift()();
+  return (fn) => {
+    queue.push(fn);
+    channel.port2.postMessage(0);
+  };
+})();
+
+// The put recorder: on while the sync runs, recording puts made in the named database (and
+// counting the store's lookups, `count` requests in readonly transactions, for the report).
+const originalPut = IDBObjectStore.prototype.put;
+const originalCount = IDBObjectStore.prototype.count;
+let recorder = null;
+IDBObjectStore.prototype.count = function count(query) {
+  if (recorder && this.transaction.db.name === recorder.database) {
+    recorder.lookups++;
+    recorder.lookupTransactions.add(this.transaction);
+  }
+  return originalCount.call(this, query);
+};
+IDBObjectStore.prototype.put = function put(value, key) {
+  if (recorder && this.transaction.db.name === recorder.database) {
+    let batch = recorder.byTransaction.get(this.transaction);
+    if (!batch) {
+      batch = [];
+      recorder.byTransaction.set(this.transaction, batch);
+      recorder.batches.push(batch);
+    }
+    batch.push([this.name, key, value]);
+  }
+  return originalPut.call(this, value, key);
+};
+
+const request = (req) =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+
+async function deleteDatabase(name) {
+  const req = indexedDB.deleteDatabase(name);
+  await request(req);
+}
+
+function buildSource(state, genesisJson) {
+  if (state === 'genesis') return { source: StateSource.fromGenesis(genesisJson), name: 'mainnet-genesis' };
+  const m = /^synthetic[:-](\d+)$/.exec(state);
+  if (!m) throw new Error(`unknown state ${state}`);
+  const target = Number(m[1]);
+  return { source: StateSource.synthetic(Math.floor(target / ITEMS_PER_ACCOUNT), SYNTHETIC_SEED), name: `synthetic-${target}` };
+}
+
+async function syncPass(source, database, { peers, batchBytes }) {
+  await deleteDatabase(database);
+  recorder = { database, batches: [], byTransaction: new Map(), lookups: 0, lookupTransactions: new Set() };
+  const sync = new StateSync({ root: source.root, database, batchBytes, progressIntervalMs: 3_600_000 });
+  let servingMs = 0;
+  for (let id = 1; id <= peers; id++) {
+    sync.addPeer(id, (frame) => {
+      const t0 = performance.now();
+      const answer = source.answer(frame);
+      servingMs += performance.now() - t0;
+      if (answer) nextTask(() => sync.receive(id, answer));
+    });
+  }
+  const status = source.statusFrame(1);
+  const started = performance.now();
+  const done = sync.start();
+  for (let id = 1; id <= peers; id++) sync.receive(id, status);
+  const progress = await done;
+  const wallMs = performance.now() - started;
+  const { batches, lookups } = recorder;
+  const lookupTransactions = recorder.lookupTransactions.size;
+  recorder = null;
+  sync.free(); // closes its connection, so the database can be deleted
+  if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
+  return { ms: wallMs - servingMs, wallMs, servingMs, processed: progress.processed, committedBytes: progress.committedBytes, batches, lookups, lookupTransactions };
+}
+
+async function rawPass(database, batches) {
+  await deleteDatabase(database);
+  const started = performance.now();
+  const open = indexedDB.open(database, 1);
+  open.onupgradeneeded = () => {
+    for (const name of ['nodes', 'code', 'meta']) open.result.createObjectStore(name);
+  };
+  const db = await request(open);
+  for (const batch of batches) {
+    const tx = db.transaction(['nodes', 'code', 'meta'], 'readwrite');
+    const stores = { nodes: tx.objectStore('nodes'), code: tx.objectStore('code'), meta: tx.objectStore('meta') };
+    for (const [store, key, value] of batch) stores[store].put(value, key);
+    await new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error ?? new Error('aborted'));
+    });
+  }
+  const ms = performance.now() - started;
+  db.close();
+  return { ms };
+}
+
+/**
+ * Runs both passes `repeat` times (alternating, fresh databases each time) and keeps the best
+ * of each. `genesisJson` is the fixture's text when `state` is `genesis`.
+ */
+async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batchBytes = 1 << 20 } = {}) {
+  await ready;
+  const { source, name } = buildSource(state, genesisJson);
+  const items = source.nodeCount + source.codeCount;
+  let sync;
+  let raw;
+  for (let i = 0; i < Math.max(1, repeat); i++) {
+    const s = await syncPass(source, `bench-sync-${i}`, { peers, batchBytes });
+    const r = await rawPass(`bench-raw-${i}`, s.batches);
+    await deleteDatabase(`bench-sync-${i}`);
+    await deleteDatabase(`bench-raw-${i}`);
+    if (!sync || s.ms < sync.ms) sync = s;
+    if (!raw || r.ms < raw.ms) raw = r;
+  }
+  const puts = sync.batches.map((b) => b.length);
+  const result = {
+    state: name,
+    items,
+    bytes: source.bytes,
+    peers,
+    repeat,
+    batch_bytes: batchBytes,
+    processed: sync.processed,
+    committed_bytes: sync.committedBytes,
+    batches: puts.length,
+    puts_per_batch: puts,
+    lookups: sync.lookups,
+    lookup_transactions: sync.lookupTransactions,
+    sync_ms: sync.ms,
+    sync_wall_ms: sync.wallMs,
+    sync_serving_ms: sync.servingMs,
+    raw_ms: raw.ms,
+    sync_items_per_sec: items / (sync.ms / 1000),
+    raw_items_per_sec: items / (raw.ms / 1000),
+    raw_to_sync: raw.ms / sync.ms,
+    user_agent: navigator.userAgent,
+  };
+  source.free();
+  document.getElementById('out').textContent += `${JSON.stringify(result)}\n`;
+  return result;
+}
+
+const ready = init();
+window.bench = { ready: ready.then(() => true), run };
