@@ -1,6 +1,7 @@
 //! Serving state to peers: answering a GetNodeData with geth's limits (spec §6). Sans-IO; the
 //! caller supplies the lookup, so any store can serve, including a synced database.
 
+use crate::hash::H256;
 use crate::store::StoreKey;
 use crate::wire::{Message, WireError, MAX_BLOBS_PER_RESPONSE, SOFT_RESPONSE_BYTES};
 
@@ -31,8 +32,30 @@ pub enum ServeOutcome {
     Ignored,
 }
 
-/// Answers a GetNodeData frame: for each hash in order, the trie node or else the code with
-/// that hash, skipping what the store lacks, until `max_items` or `soft_bytes` is reached.
+/// The blobs an honest server sends for `hashes`: for each hash in order, the trie node or
+/// else the code with that hash, skipping what `lookup` lacks, until `max_items` or
+/// `soft_bytes` is reached (the blob that crosses the byte limit is still sent).
+pub fn select<'s>(
+    hashes: &[H256],
+    limits: ServeLimits,
+    lookup: impl Fn(StoreKey) -> Option<&'s [u8]>,
+) -> Vec<&'s [u8]> {
+    let mut blobs: Vec<&[u8]> = Vec::new();
+    let mut bytes = 0;
+    for hash in hashes {
+        if blobs.len() >= limits.max_items || bytes >= limits.soft_bytes {
+            break;
+        }
+        if let Some(blob) = lookup(StoreKey::node(*hash)).or_else(|| lookup(StoreKey::code(*hash)))
+        {
+            bytes += blob.len();
+            blobs.push(blob);
+        }
+    }
+    blobs
+}
+
+/// Answers a GetNodeData frame with the blobs `select` picks.
 pub fn answer<'s>(
     frame: &[u8],
     limits: ServeLimits,
@@ -41,18 +64,7 @@ pub fn answer<'s>(
     let Message::GetNodeData { id, hashes } = Message::decode(frame)? else {
         return Ok(ServeOutcome::Ignored);
     };
-    let mut blobs: Vec<&[u8]> = Vec::new();
-    let mut bytes = 0;
-    for hash in hashes {
-        if blobs.len() >= limits.max_items || bytes >= limits.soft_bytes {
-            break;
-        }
-        let found = lookup(StoreKey::node(hash)).or_else(|| lookup(StoreKey::code(hash)));
-        if let Some(blob) = found {
-            bytes += blob.len();
-            blobs.push(blob);
-        }
-    }
+    let blobs = select(&hashes, limits, lookup);
     Ok(ServeOutcome::Answer(
         Message::NodeData { id, blobs }.encode(),
     ))

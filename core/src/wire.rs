@@ -161,7 +161,8 @@ impl Message<'_> {
                 rlp_items::put_string(&mut out, &network[ns..]);
                 rlp_items::put_string(&mut out, &status.head_root.0);
             }
-            Message::GetNodeData { hashes, .. } => {
+            // `[id, [item, …]]`: the same framing for requests and answers.
+            Message::GetNodeData { .. } | Message::NodeData { .. } => {
                 let payload =
                     rlp_items::string_len(id_bytes) + rlp_items::header_len(items_len) + items_len;
                 out = Vec::with_capacity(1 + rlp_items::header_len(payload) + payload);
@@ -169,21 +170,18 @@ impl Message<'_> {
                 rlp_items::put_header(&mut out, true, payload);
                 rlp_items::put_string(&mut out, id_bytes);
                 rlp_items::put_header(&mut out, true, items_len);
-                for hash in hashes {
-                    out.push(0xa0);
-                    out.extend_from_slice(&hash.0);
-                }
-            }
-            Message::NodeData { blobs, .. } => {
-                let payload =
-                    rlp_items::string_len(id_bytes) + rlp_items::header_len(items_len) + items_len;
-                out = Vec::with_capacity(1 + rlp_items::header_len(payload) + payload);
-                out.push(code);
-                rlp_items::put_header(&mut out, true, payload);
-                rlp_items::put_string(&mut out, id_bytes);
-                rlp_items::put_header(&mut out, true, items_len);
-                for blob in blobs {
-                    rlp_items::put_string(&mut out, blob);
+                match self {
+                    Message::GetNodeData { hashes, .. } => {
+                        for hash in hashes {
+                            rlp_items::put_string(&mut out, &hash.0);
+                        }
+                    }
+                    Message::NodeData { blobs, .. } => {
+                        for blob in blobs {
+                            rlp_items::put_string(&mut out, blob);
+                        }
+                    }
+                    Message::Status(_) => {}
                 }
             }
         }

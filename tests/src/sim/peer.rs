@@ -3,28 +3,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use statesync_core::wire::{MAX_HASHES_PER_REQUEST, SOFT_RESPONSE_BYTES};
+pub use statesync_core::serve::ServeLimits;
 use statesync_core::{MemoryStore, StoreKey, H256};
 
 use super::faults::Faults;
 use super::network::{Latency, Link};
-
-/// geth's serving limits: at most `max_items` per answer, and no more items once the answer
-/// holds `soft_bytes` (the item that crosses the limit is still sent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServeLimits {
-    pub max_items: usize,
-    pub soft_bytes: usize,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        ServeLimits {
-            max_items: MAX_HASHES_PER_REQUEST,
-            soft_bytes: SOFT_RESPONSE_BYTES,
-        }
-    }
-}
 
 /// Which part of the source a peer holds.
 #[derive(Clone, Debug, Default)]
@@ -156,21 +139,16 @@ impl SimPeer {
     /// What an honest server holding `source` minus `missing` answers: for each hash in order,
     /// the node, else the code, else nothing; stopping at the item or byte limit.
     pub fn serve(&self, source: &MemoryStore, hashes: &[H256]) -> Vec<Vec<u8>> {
-        let mut blobs = Vec::new();
-        let mut bytes = 0;
-        for hash in hashes {
-            if blobs.len() >= self.spec.limits.max_items || bytes >= self.spec.limits.soft_bytes {
-                break;
+        let held = |key: StoreKey| {
+            if self.missing.contains(&key) {
+                None
+            } else {
+                source.get(key)
             }
-            let found = [StoreKey::node(*hash), StoreKey::code(*hash)]
-                .into_iter()
-                .filter(|key| !self.missing.contains(key))
-                .find_map(|key| source.get(key));
-            if let Some(blob) = found {
-                bytes += blob.len();
-                blobs.push(blob.to_vec());
-            }
-        }
-        blobs
+        };
+        statesync_core::serve::select(hashes, self.spec.limits, held)
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect()
     }
 }
