@@ -65,6 +65,7 @@ export function discardStore() {
     get: (keys) => keys.map(() => null),
     write: () => {},
     readProgress: () => null,
+    scan: () => [],
   };
 }
 
