@@ -271,11 +271,15 @@ fn stalled_message(
     peers: usize,
 ) -> String {
     let secs = stalled_ms as f64 / 1000.0;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let connected = plural(peers, "peer", "peers");
     match first {
         Some(first) => format!(
-            "stalled for {secs:.1} s: {unservable} items no connected peer can serve (the first is {first}; {peers} peers connected)"
+            "stalled for {secs:.1} s: {} no connected peer can serve (the first is {first}; {connected} connected)",
+            plural(unservable, "item", "items")
         ),
-        None => format!("stalled for {secs:.1} s: no usable peer ({peers} connected)"),
+        None => format!("stalled for {secs:.1} s: no usable peer ({connected} connected)"),
     }
 }
 
