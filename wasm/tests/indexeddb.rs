@@ -276,17 +276,28 @@ async fn a_sync_interrupted_and_restarted_on_indexeddb_resumes_and_fetches_only_
         .expect("readable");
     assert_eq!(field(&partial, "complete"), JsValue::FALSE);
     assert!(number(&partial, "committedItems") > 0.0);
-    // Second session: resumes from what is stored.
+    // The cancel flushed everything verified: incomplete subtries went to staging.
+    let staged = number(&partial, "stagedItems");
+    assert!(staged > 0.0, "nothing was staged");
+    let stored = number(&partial, "committedItems") + staged;
+    // Second session: resumes from what is stored, taking the staged items back.
     {
         let sync = Rc::new(StateSync::new(options()).expect("valid"));
         connect(&sync, 1, &source);
         let done = run(&sync).await.expect("finishes");
         assert_eq!(number(&done, "committed"), total, "all sessions together");
-        assert!(
-            number(&done, "processed") < total,
-            "stored items are not fetched again"
+        assert_eq!(
+            number(&done, "restored"),
+            staged,
+            "every staged item taken back"
+        );
+        assert_eq!(
+            number(&done, "processed"),
+            total - stored,
+            "exactly what was not stored is fetched"
         );
         assert!(number(&done, "skipped") > 0.0);
+        assert_eq!(number(&done, "staged"), 0.0, "staging is empty at the end");
     }
     let verified = verify_store(object(&[
         ("root", source.root().into()),

@@ -13,7 +13,7 @@ use idb::{
     Database, DatabaseEvent, Error, Factory, ObjectStoreParams, Query, TransactionMode,
     TransactionResult,
 };
-use js_sys::Uint8Array;
+use js_sys::{ArrayBuffer, Uint8Array};
 use statesync_core::engine::{StoreFailure, StoreFailureKind};
 use statesync_core::{CommitBatch, ItemKind, ProgressRecord, StoreKey, H256};
 use wasm_bindgen::{JsCast, JsValue};
@@ -189,10 +189,10 @@ impl IdbStore {
         }
         let mut entries = Vec::with_capacity(keys.len());
         for (k, v) in keys.into_iter().zip(values) {
-            let hash = k
-                .dyn_into::<Uint8Array>()
-                .ok()
-                .and_then(|k| H256::from_slice(&k.to_vec()));
+            // Binary keys come back as ArrayBuffers, whatever view they were written as.
+            let hash = (k.is_instance_of::<ArrayBuffer>() || ArrayBuffer::is_view(&k))
+                .then(|| Uint8Array::new(&k).to_vec())
+                .and_then(|k| H256::from_slice(&k));
             let value = v.dyn_into::<Uint8Array>().ok().map(|v| v.to_vec());
             // A key that is no hash cannot name a node: skip it; the sync fetches what it needs.
             if let (Some(hash), Some(value)) = (hash, value) {
