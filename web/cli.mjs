@@ -871,7 +871,16 @@ export async function main(argv) {
   }
 }
 
-if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** Whether this file is the program node runs (not a module another one imports). */
+function isMain() {
+  try {
+    return Boolean(process.argv[1]) && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false; // argv[1] is no file: node -e, a REPL
+  }
+}
+
+if (isMain()) {
   const code = await main(process.argv.slice(2));
   process.stdout.write('', () => process.exit(code));
 }
