@@ -17,9 +17,9 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 
 import { loadWasm, buildSource, parseStateSpec, parseArgs, bestOf, log } from './lib.mjs';
-import { startPeerServer } from '../web/peer-server.mjs';
-import { connectPeers } from '../web/transport.mjs';
-import { openLevelStore } from '../web/leveldb-store.mjs';
+import { startPeerServer } from '../web/cli/peer-server.mjs';
+import { connectPeers } from '../web/lib/transport.mjs';
+import { openLevelStore } from '../web/lib/leveldb-store.mjs';
 
 if (!isMainThread) {
   // The peers: one state, `peers` WebSocket servers on loopback.

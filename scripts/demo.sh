@@ -36,4 +36,4 @@ if [ ! -f web/pkg/node/statesync_wasm.js ]; then
 fi
 bash scripts/build-wasm.sh
 
-exec node web/cli.mjs demo "$@"
+exec node web/cli/cli.mjs demo "$@"

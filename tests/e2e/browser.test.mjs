@@ -17,8 +17,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-import { startPeerServer } from '../../web/peer-server.mjs';
-import { startStaticServer } from '../../web/static-server.mjs';
+import { startPeerServer } from '../../web/cli/peer-server.mjs';
+import { startStaticServer } from '../../web/cli/static-server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');

@@ -6,7 +6,7 @@
 // progress, the verified counts and any error, for the end-to-end tests.
 
 import init, { StateSync, readProgress, verifyStore, version } from '/pkg/web/statesync_wasm.js';
-import { connectPeers } from '/transport.mjs';
+import { connectPeers } from '/lib/transport.mjs';
 
 /** @typedef {import('/pkg/web/statesync_wasm.js').Progress} Progress */
 /** @typedef {import('/pkg/web/statesync_wasm.js').SyncEvent} SyncEvent */

@@ -11,13 +11,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
-import { openLevelStore, levelSource } from './leveldb-store.mjs';
-import { connectPeers } from './transport.mjs';
+import { openLevelStore, levelSource } from '../lib/leveldb-store.mjs';
+import { connectPeers } from '../lib/transport.mjs';
 import { startPeerServer, parseFaults } from './peer-server.mjs';
 import { startStaticServer } from './static-server.mjs';
 import { JsonReporter, TextReporter, count, formatBytes, formatSeconds, shortHash } from './cli-report.mjs';
 
-const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
+const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REPO_DIR = path.dirname(WEB_DIR);
 const GENESIS_FIXTURE = path.join(REPO_DIR, 'fixtures', 'genesis_mainnet.json');
 
@@ -55,7 +55,7 @@ function wasm() {
   if (!wasmModule) {
     const require = createRequire(import.meta.url);
     try {
-      wasmModule = require('./pkg/node/statesync_wasm.js');
+      wasmModule = require('../pkg/node/statesync_wasm.js');
     } catch (err) {
       throw new CliError(EXIT.FAILED, 'NOT_BUILT', `the WebAssembly package is not built (${err.code ?? err.message}): run 'npm run build' (bash scripts/build-wasm.sh)`);
     }

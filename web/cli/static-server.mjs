@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
+const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
