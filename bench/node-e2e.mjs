@@ -23,7 +23,7 @@ import { openLevelStore } from '../web/lib/leveldb-store.mjs';
 
 if (!isMainThread) {
   // The peers: one state, `peers` WebSocket servers on loopback.
-  const { wasm } = loadWasm();
+  const { wasm } = await loadWasm();
   const source = buildSource(wasm, workerData.spec);
   const servers = [];
   for (let i = 0; i < workerData.peers; i++) servers.push(await startPeerServer({ source, port: 0 }));
@@ -47,7 +47,7 @@ if (!isMainThread) {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
-  const { wasm } = loadWasm();
+  const { wasm } = await loadWasm();
   log(`${state.name}: ${info.items} items, ${(info.bytes / 1e6).toFixed(1)} MB served by ${peers} WebSocket peers in a worker`);
 
   const runs = [];

@@ -21,6 +21,8 @@ export type StoreFailureKind = "QuotaExceeded" | "Closed" | "Blocked" | "Other";
 /** The `code` of every error this package throws or rejects with. */
 export type StateSyncErrorCode =
   | "BAD_ROOT"
+  | "BAD_OPTION"
+  | "BAD_PEER_ID"
   | "BAD_STORE"
   | "BAD_FRAME"
   | "BAD_GENESIS"
@@ -33,9 +35,11 @@ export type StateSyncErrorCode =
   | "STORE_BLOCKED"
   | "STORE_ERROR";
 
-/** An `Error` with a machine-readable `code`. */
+/** An `Error` with a machine-readable `code`. `BAD_OPTION` also names the `option` and what was `expected`. */
 export interface StateSyncError extends Error {
   code: StateSyncErrorCode;
+  option?: string;
+  expected?: string;
 }
 
 /** One peer's figures in a progress report. */

@@ -66,14 +66,15 @@ export function connectPeers({ urls, sync, WebSocket: Ctor = globalThis.WebSocke
       onChange(peer);
     };
     socket.onmessage = (event) => {
-      if (typeof event.data === 'string') return;
+      // After close() the sync may be gone: a late frame has nowhere to go.
+      if (closed || typeof event.data === 'string') return;
       sync.receive(id, new Uint8Array(event.data));
     };
     socket.onerror = (event) => {
       peer.lastError = event?.message || 'connection error';
     };
     socket.onclose = () => {
-      if (registered) sync.removePeer(id);
+      if (registered && !closed) sync.removePeer(id);
       registered = false;
       peer.socket = null;
       if (peer.openedAt && Date.now() - peer.openedAt > b.healthyMs) peer.attempts = 0;
