@@ -44,6 +44,12 @@ function call(listener, event) {
   }
 }
 
+/** Hands one event to the options' `onEvent`, and progress reports to `onProgress` too. */
+export function dispatch(o, event) {
+  call(o.onEvent, event);
+  if (event.type === 'progress' || event.type === 'finished') call(o.onProgress, event);
+}
+
 /**
  * Syncs `o.root` into the store `host.storeOptions` names.
  * @param {any} wasm the initialised wasm package (StateSync, readProgress)
@@ -53,10 +59,7 @@ function call(listener, event) {
  */
 export async function runSync(wasm, o, host) {
   const { root } = o;
-  const emit = (event) => {
-    call(o.onEvent, event);
-    if (event.type === 'progress' || event.type === 'finished') call(o.onProgress, event);
-  };
+  const emit = (event) => dispatch(o, event);
   const connectTimeoutMs = o.connectTimeoutMs ?? SYNC_DEFAULTS.connectTimeoutMs;
   const storeRetries = o.storeRetries ?? SYNC_DEFAULTS.storeRetries;
   const startedAt = Date.now();
