@@ -107,11 +107,11 @@ async function waitFor(page, what, predicate, { timeoutMs = 60_000, intervalMs =
   throw new Error(`timed out waiting for ${what}; last state: ${JSON.stringify(last)?.slice(0, 2000)}`);
 }
 
-async function openAndStart(page, site) {
+async function openAndStart(page, site, root = MAINNET_ROOT) {
   await page.goto(site.url);
   await waitFor(page, 'the page to load', (h) => h.ready);
   // The form is prefilled from /config.json.
-  assert.match(await page.inputValue('#root'), /^0xd7f8974f/);
+  assert.equal(await page.inputValue('#root'), root);
   assert.equal((await page.inputValue('#peers')).split('\n').length, 3);
   await page.getByRole('button', { name: 'Start' }).click();
 }
@@ -193,5 +193,95 @@ test('a peer sending garbage and dropping its connections does not stop the page
     assert.deepEqual(problems, []);
     await fs.mkdir(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'finished-faulty-peer.png'), fullPage: true });
+  });
+});
+
+test('two tabs on one database: one syncs, the other follows and takes over when it closes; another root is refused', async (t) => {
+  const slow = { latencyMs: 150, jitterMs: 50, maxItems: 64 };
+  await withSetup({ name: 'tabs', peerFaults: [slow, slow, slow] }, async ({ page: first, site, peers, problems, context }) => {
+    const connections = () => peers.reduce((n, p) => n + p.stats.connections, 0);
+    await openAndStart(first, site);
+    await waitFor(first, 'a first batch committed', (h) => h.lastProgress?.committed > 0, { intervalMs: 25 });
+
+    // The second tab finds the unfinished sync stored, resumes it by itself, and follows.
+    const second = await context.newPage();
+    second.on('pageerror', (err) => problems.push(`second tab: page error: ${err.message}`));
+    await second.goto(site.url);
+    const following = await waitFor(second, 'the second tab to follow the first', (h) => h.autoStarted && h.following && h.lastProgress);
+    const seen = following.lastProgress.committed;
+    await waitFor(second, "the first tab's progress in the second", (h) => h.lastProgress.committed > seen);
+    assert.equal(connections(), 3, 'the following tab opens no connection of its own');
+
+    // Another root on the same database, while this one runs: a typed error, nothing switched.
+    const other = `0x${'11'.repeat(32)}`;
+    const refused = await second.evaluate(
+      async ({ root, urls }) => {
+        const { syncState } = await import('statesync');
+        try {
+          await syncState({ root, peers: urls, database: 'statesync' });
+          return null;
+        } catch (err) {
+          return { code: err.code, runningRoot: err.runningRoot, message: err.message };
+        }
+      },
+      { root: other, urls: peers.map((p) => p.url) },
+    );
+    assert.equal(refused?.code, 'DATABASE_BUSY', JSON.stringify(refused));
+    assert.equal(refused.runningRoot, MAINNET_ROOT);
+
+    // Closing the first tab hands the sync over: the second resumes from what is stored.
+    const atClose = (await hook(first)).lastProgress.committed;
+    await first.close();
+    const done = await waitFor(second, 'the second tab to take over, finish and verify', (h) => h.tookOver && h.verified, { timeoutMs: 120_000 });
+    await checkVerified(second, done);
+    const stored = done.lastStart.storedItems;
+    assert.ok(stored >= atClose, `resumed from ${stored}, the first tab had committed ${atClose}`);
+    assert.equal(done.summary.committed, MAINNET_NODES);
+    assert.ok(done.summary.processed <= MAINNET_NODES - stored, `fetched ${done.summary.processed} with ${stored} of ${MAINNET_NODES} stored`);
+    t.diagnostic(`first tab closed at ${atClose} committed; the second resumed from ${stored} and fetched ${done.summary.processed} (${MAINNET_NODES - stored} missing)`);
+    assert.deepEqual(problems, []);
+  });
+});
+
+test('during a 279k-item sync the main thread only renders: no wasm on it, its long tasks reported', async (t) => {
+  const big = StateSource.synthetic(100_000, 7);
+  const items = big.nodeCount + big.codeCount;
+  await withSetup({ name: 'longtasks', peerFaults: [{}, {}, {}], state: big }, async ({ page, site, problems }) => {
+    await page.addInitScript(() => {
+      const watch = { longTasks: [], wasmCalls: 0 };
+      window.__mainThread = watch;
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) watch.longTasks.push({ start: e.startTime, duration: e.duration });
+      }).observe({ type: 'longtask' });
+      for (const name of ['instantiate', 'instantiateStreaming', 'compile', 'compileStreaming']) {
+        const original = WebAssembly[name];
+        WebAssembly[name] = function (...args) {
+          watch.wasmCalls++;
+          return original.apply(this, args);
+        };
+      }
+    });
+    await openAndStart(page, site, big.root);
+    const began = await page.evaluate(() => performance.now());
+    const done = await waitFor(page, 'the 279k-item sync to finish and verify', (h) => h.verified, { timeoutMs: 600_000, intervalMs: 250 });
+    // The observer is live: a 120 ms busy loop on the main thread shows up as a long task.
+    await page.evaluate(() => {
+      const end = performance.now() + 120;
+      while (performance.now() < end);
+    });
+    await page.waitForTimeout(300);
+    const watch = await page.evaluate(() => window.__mainThread);
+    assert.ok(watch.longTasks.some((task) => task.duration >= 100 && task.start > began), `the busy loop was not observed: ${JSON.stringify(watch.longTasks)}`);
+    const syncEnd = began + done.summary.elapsedMs + 1000;
+    const during = watch.longTasks.filter((task) => task.start >= began && task.start <= syncEnd);
+    const longest = during.reduce((m, task) => Math.max(m, task.duration), 0);
+    const figures = { items, syncMs: done.summary.elapsedMs, longTasks: during.length, over50ms: during.filter((x) => x.duration > 50).length, longestMs: Math.round(longest), chromium: page.context().browser()?.version() ?? null };
+    await fs.mkdir(ARTIFACTS, { recursive: true });
+    await fs.writeFile(path.join(ARTIFACTS, 'main-thread-long-tasks.json'), `${JSON.stringify(figures, null, 2)}\n`);
+    t.diagnostic(`main thread during a ${items}-item sync (${(done.summary.elapsedMs / 1000).toFixed(1)} s): ${figures.longTasks} long tasks, longest ${figures.longestMs} ms (figures, not a pass mark: a busy machine stretches tasks)`);
+    assert.equal(watch.wasmCalls, 0, 'the page compiled or instantiated WebAssembly on its main thread');
+    assert.equal(done.summary.committed, items);
+    assert.equal(done.verified.accounts, 100_000);
+    assert.deepEqual(problems, []);
   });
 });
