@@ -23,3 +23,6 @@ bash scripts/test-node.sh
 
 step "browser: IndexedDB store in Chromium, bindings in Node, the page end to end"
 bash scripts/test-browser.sh
+
+step "the npm package: packed, installed outside the repository, used from Node.js, tsc, Vite and Chromium"
+node --test tests/package/

@@ -9,6 +9,7 @@
 // start (so no path, encoded or not, reaches outside them) and survives malformed URLs. The
 // handler around it cannot throw: whatever goes wrong answers 500 and the server goes on.
 
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,10 @@ const MOUNTS = Object.freeze({ '/page/': 'page', '/lib/': 'lib', '/pkg/': 'pkg',
  */
 export async function startStaticServer({ port = 0, host = '127.0.0.1', config = {}, root = WEB_DIR } = {}) {
   const noStore = (res) => res.setHeader('Cache-Control', 'no-store');
-  const mounts = Object.entries(MOUNTS).map(([prefix, dir]) => [prefix, sirv(path.join(root, dir), { dev: false, dotfiles: false, etag: false, setHeaders: noStore })]);
+  // A folder that is not there (the bench page is not in the npm package) is not mounted.
+  const mounts = Object.entries(MOUNTS)
+    .filter(([, dir]) => fs.existsSync(path.join(root, dir)))
+    .map(([prefix, dir]) => [prefix, sirv(path.join(root, dir), { dev: false, dotfiles: false, etag: false, setHeaders: noStore })]);
   const notFound = (res) => {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
     res.end('not found');

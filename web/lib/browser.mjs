@@ -18,7 +18,6 @@ import { loadWasm } from './wasm-browser.mjs';
 
 export { StateSyncError } from './errors.mjs';
 export { SYNC_DEFAULTS } from './orchestrate.mjs';
-export { connectPeers } from './transport.mjs';
 
 /**
  * Whether a call runs in a Worker: by default, unless `worker: false`, there is no Worker

@@ -17,7 +17,6 @@ import { loadWasm } from './wasm-node.mjs';
 
 export { StateSyncError } from './errors.mjs';
 export { SYNC_DEFAULTS } from './orchestrate.mjs';
-export { connectPeers } from './transport.mjs';
 
 /**
  * Opens the store `o.storage` names: a LevelDB directory (created when `create`), a JS store,
