@@ -35,11 +35,11 @@ step() {
 }
 
 step "build the wasm package" '^build-wasm' bash scripts/build-wasm.sh
-if [ ! -f web/pkg/web/statesync_wasm_bg.wasm ]; then
+if [ ! -f web/pkg/statesync_wasm_bg.wasm ]; then
     echo "test-browser: no wasm package; stopping" >&2
     exit 1
 fi
-module=web/pkg/web/statesync_wasm_bg.wasm
+module=web/pkg/statesync_wasm_bg.wasm
 printf 'test-browser: %s is %d bytes, %d gzipped\n' "$module" "$(stat -c %s "$module")" \
     "$(gzip -9 -c "$module" | wc -c)"
 

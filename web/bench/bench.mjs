@@ -13,7 +13,7 @@
 // Both times include opening their database. ratio = raw / sync: 1 means the sync costs
 // nothing beyond the writes it must make.
 
-import init, { StateSource, StateSync } from '/pkg/web/statesync_wasm.js';
+import init, { StateSource, StateSync } from '/pkg/statesync_wasm.js';
 
 const ITEMS_PER_ACCOUNT = 3.2;
 const SYNTHETIC_SEED = 1;
