@@ -55,7 +55,7 @@ export function dispatch(o, event) {
  * @param {any} wasm the initialised wasm package (StateSync, readProgress)
  * @param {Record<string, any>} o options checked by checkOptions(…, SYNC_OPTIONS, …)
  * @param {{storeOptions: object, WebSocket?: any}} host
- * @returns {Promise<import('./index').SyncSummary>}
+ * @returns {Promise<import('./index.js').SyncSummary>}
  */
 export async function runSync(wasm, o, host) {
   const { root } = o;
@@ -269,7 +269,7 @@ function aborted(signal, detail, fields) {
 /**
  * Walks the state under `root` (default: the stored sync's root) in the store, checking every
  * node's hash and that every account's storage and code are present.
- * @returns {Promise<import('./index').VerifyReport>}
+ * @returns {Promise<import('./index.js').VerifyReport>}
  */
 export async function runVerify(wasm, o, host) {
   const record = await wasm.readProgress(host.storeOptions).catch((err) => {
@@ -282,10 +282,7 @@ export async function runVerify(wasm, o, host) {
   try {
     stats = await wasm.verifyStore({ ...host.storeOptions, root });
   } catch (err) {
-    const e = asStateSyncError(err, 'STORE_ERROR');
-    e.root = root;
-    e.record = record;
-    throw e;
+    throw Object.assign(asStateSyncError(err, 'STORE_ERROR'), { root, record });
   }
   return { root, ...stats, bytes: stats.nodeBytes + stats.codeBytes, elapsedMs: Date.now() - startedAt, record };
 }

@@ -10,6 +10,13 @@
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000, healthyMs: 60_000 });
 
 /**
+ * One peer URL's connection, as `onChange` sees it.
+ * @typedef {{url: string, id: number, state: 'connecting' | 'open' | 'waiting' | 'closed', socket: object | null,
+ *   attempts: number, timer: ReturnType<typeof setTimeout> | null, openedAt: number, lastError: string,
+ *   retryAt?: number, reported?: string}} PeerInfo
+ */
+
+/**
  * Connects every URL and keeps reconnecting until `close()`.
  * @param {object} o
  * @param {string[]} o.urls

@@ -474,10 +474,12 @@ function stop() {
 async function deleteStored() {
   if (hook.running) return;
   if (!confirm('Delete the stored state from this browser?')) return;
-  await new Promise((resolve) => {
-    const request = indexedDB.deleteDatabase(DATABASE);
-    request.onsuccess = request.onerror = request.onblocked = () => resolve();
-  });
+  await /** @type {Promise<void>} */ (
+    new Promise((resolve) => {
+      const request = indexedDB.deleteDatabase(DATABASE);
+      request.onsuccess = request.onerror = request.onblocked = () => resolve();
+    })
+  );
   log('stored state deleted');
   setStatus('idle');
   renderStorage();
