@@ -160,9 +160,9 @@ export interface SyncOptions extends StoreOptions {
   root: Hash;
   /** When the store holds a sync towards another root, sync it towards `root` instead of rejecting with `ROOT_MISMATCH` (what is stored is kept). */
   switchRoot?: boolean;
-  /** Payload bytes per commit batch (default 1 MiB). */
+  /** Payload bytes per commit batch (default 1 MiB, at most 1 GiB). */
   batchBytes?: number;
-  /** Requests outstanding per peer (default 4). */
+  /** Requests outstanding per peer (default 4, at most 64). */
   maxInFlight?: number;
   /** Hashes per request (default 384, at most 1024). */
   maxItemsPerRequest?: number;

@@ -13,7 +13,11 @@
 // Both times include opening their database. ratio = raw / sync: 1 means the sync costs
 // nothing beyond the writes it must make.
 
-import init, { StateSource, StateSync } from '/pkg/statesync_wasm.js';
+import { loadWasm } from '/lib/wasm-browser.mjs';
+
+// The wasm package, once `ready` resolved.
+let StateSource;
+let StateSync;
 
 const ITEMS_PER_ACCOUNT = 3.2;
 const SYNTHETIC_SEED = 1;
@@ -169,5 +173,7 @@ async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batc
   return result;
 }
 
-const ready = init();
+const ready = loadWasm().then((wasm) => {
+  ({ StateSource, StateSync } = wasm);
+});
 window.bench = { ready: ready.then(() => true), run };

@@ -24,7 +24,10 @@ export function describeValue(value) {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
-  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (Array.isArray(value)) {
+    const text = JSON.stringify(value) ?? '';
+    return text.length > 120 ? `an array of ${value.length}: ${text.slice(0, 117)}...` : text;
+  }
   return `an ${typeof value}`;
 }
 

@@ -10,6 +10,7 @@ import type {
   ProgressRecord,
   StateSyncErrorCode,
   SyncEvent,
+  SyncOptions,
   VerifyResult,
 } from '../pkg/statesync_wasm.js';
 
@@ -99,7 +100,10 @@ export interface StorageOptions {
 /** A WebSocket class (`ws` in Node.js 20; browsers and Node.js 22 have a global one). */
 export type WebSocketConstructor = new (url: string) => object;
 
-export interface SyncStateOptions extends StorageOptions {
+/** The engine's own options, checked by the engine (`BAD_OPTION` when out of range). */
+export type EngineOptions = Pick<SyncOptions, 'switchRoot' | 'batchBytes' | 'maxInFlight' | 'maxItemsPerRequest' | 'progressIntervalMs' | 'maxFetchesPerDepth'>;
+
+export interface SyncStateOptions extends StorageOptions, EngineOptions {
   /** The trusted state root: `0x` and 64 hex digits. */
   root: Hash;
   /** Peers serving the state: `ws://` or `wss://` URLs. */
@@ -116,18 +120,6 @@ export interface SyncStateOptions extends StorageOptions {
   storeRetries?: number;
   /** The WebSocket class (Node.js default: `ws`). */
   WebSocket?: WebSocketConstructor;
-  /** The store holds a sync towards another root: sync it towards `root`, keeping what is stored. */
-  switchRoot?: boolean;
-  /** Payload bytes per atomic commit batch (default 1 MiB). */
-  batchBytes?: number;
-  /** Requests outstanding per peer (default 4, at most 64). */
-  maxInFlight?: number;
-  /** Hashes per request (default 384, at most 1024). */
-  maxItemsPerRequest?: number;
-  /** Milliseconds between progress reports (default 500). */
-  progressIntervalMs?: number;
-  /** Scheduler entries fetched per trie depth at most (bounds memory). */
-  maxFetchesPerDepth?: number;
 }
 
 /** A progress report as `onProgress` receives it. */

@@ -55,30 +55,31 @@ export async function syncState(options) {
   }
 }
 
-/** Walks the stored state from its root and counts it; rejects with INCOMPLETE at a gap. */
-export async function verifyState(options) {
-  const o = checkOptions(options, VERIFY_OPTIONS, NODE);
+/** Runs `fn(wasm, opened)` over the existing store the options name, then closes it. */
+async function withExistingStore(o, fn) {
   const wasm = await loadWasm();
   const opened = await openStore(o, { create: false });
   try {
-    return await runVerify(wasm, o, opened);
+    return await fn(wasm, opened);
   } finally {
     await opened.close();
   }
 }
 
+/** Walks the stored state from its root and counts it; rejects with INCOMPLETE at a gap. */
+export async function verifyState(options) {
+  const o = checkOptions(options, VERIFY_OPTIONS, NODE);
+  return withExistingStore(o, (wasm, opened) => runVerify(wasm, o, opened));
+}
+
 /** The stored sync's progress record (root, committed items and bytes, complete), or null. */
 export async function readProgress(options) {
   const o = checkOptions(options, READ_OPTIONS, NODE);
-  const wasm = await loadWasm();
-  const opened = await openStore(o, { create: false });
-  try {
-    return await wasm.readProgress(opened.storeOptions).catch((err) => {
+  return withExistingStore(o, (wasm, opened) =>
+    wasm.readProgress(opened.storeOptions).catch((err) => {
       throw asStateSyncError(err, 'STORE_ERROR');
-    });
-  } finally {
-    await opened.close();
-  }
+    }),
+  );
 }
 
 /** Loads the WebAssembly module; needed before using the low-level classes below. */
