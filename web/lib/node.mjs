@@ -12,7 +12,7 @@ import { WebSocket as NodeWebSocket } from 'ws';
 
 import { StateSyncError, asStateSyncError } from './errors.mjs';
 import { NODE, SYNC_OPTIONS, VERIFY_OPTIONS, READ_OPTIONS, checkOptions } from './options.mjs';
-import { runSync, runVerify } from './orchestrate.mjs';
+import { checkEngineOptions, runSync, runVerify } from './orchestrate.mjs';
 import { loadWasm } from './wasm-node.mjs';
 
 export { StateSyncError } from './errors.mjs';
@@ -47,6 +47,7 @@ async function openStore(o, { create }) {
 export async function syncState(options) {
   const o = checkOptions(options, SYNC_OPTIONS, NODE);
   const wasm = await loadWasm();
+  checkEngineOptions(wasm, o);
   const opened = await openStore(o, { create: true });
   try {
     return await runSync(wasm, o, { storeOptions: opened.storeOptions, WebSocket: o.WebSocket ?? globalThis.WebSocket ?? NodeWebSocket });

@@ -66,9 +66,15 @@ export async function runSync(wasm, o, host) {
 
   let onEngineEvent = (_event) => {};
   // Created first: the engine checks its options before anything is read or connected.
-  const sync = new wasm.StateSync({ ...engineOptions(o), ...host.storeOptions, root, onEvent: (event) => onEngineEvent(event) });
+  let sync;
+  try {
+    sync = new wasm.StateSync({ ...engineOptions(o), ...host.storeOptions, root, onEvent: (event) => onEngineEvent(event) });
+  } catch (err) {
+    throw asStateSyncError(err, 'BAD_OPTION');
+  }
   let transport;
   let watchdog;
+  let retryTimer;
   let removeAbort = () => {};
   try {
     if (o.signal?.aborted) throw aborted(o.signal, 'aborted before the sync started', null);
@@ -102,7 +108,7 @@ export async function runSync(wasm, o, host) {
     let stopping = null;
     let unreachable = '';
     let storeFailures = 0;
-    let lastCommitted = -1;
+    let committedAtFailure = null; // what the store held when the last write failed
     let latest = null; // the last progress report
 
     const outcome = await new Promise((resolve) => {
@@ -127,10 +133,10 @@ export async function runSync(wasm, o, host) {
               emit({ type: 'warning', code: 'OTHER_HEAD', message: `peer ${url ?? p.peer} announces head ${p.headRoot}, not ${root}; it may not hold this state`, peer: p.peer, url, headRoot: p.headRoot });
             }
           }
-          if (event.committed > lastCommitted) {
-            // Writes go through again: a later failure starts a fresh round of retries.
-            if (lastCommitted >= 0) storeFailures = 0;
-            lastCommitted = event.committed;
+          if (committedAtFailure !== null && event.committed > committedAtFailure) {
+            // A write went through after the failure: a later one starts a fresh round of retries.
+            storeFailures = 0;
+            committedAtFailure = null;
           }
         }
         emit(event);
@@ -138,11 +144,14 @@ export async function runSync(wasm, o, host) {
           // Only a store failure pauses this sync. Retry the write a few times, then give
           // up: every batch already written is whole, so the store stays resumable.
           storeFailures++;
+          committedAtFailure = sync.progress()?.committed ?? 0;
           if (storeFailures > storeRetries) {
             stopping = 'store';
             finish({ kind: 'store', reason: event.reason, message: event.message });
           } else {
-            setTimeout(() => sync.resume(), SYNC_DEFAULTS.storeRetryMs * 2 ** (storeFailures - 1));
+            retryTimer = setTimeout(() => {
+              if (!settled) sync.resume();
+            }, SYNC_DEFAULTS.storeRetryMs * 2 ** (storeFailures - 1));
           }
         }
       };
@@ -255,9 +264,22 @@ export async function runSync(wasm, o, host) {
     }
   } finally {
     clearInterval(watchdog);
+    clearTimeout(retryTimer);
     removeAbort();
     transport?.close();
     sync.free();
+  }
+}
+
+/**
+ * Checks the engine's own options (the engine refuses them with BAD_OPTION) before a host
+ * opens or creates anything: an engine that is created and dropped does no IO.
+ */
+export function checkEngineOptions(wasm, o) {
+  try {
+    new wasm.StateSync({ ...engineOptions(o), root: o.root, memory: true }).free();
+  } catch (err) {
+    throw asStateSyncError(err, 'BAD_OPTION');
   }
 }
 
