@@ -51,7 +51,7 @@ step "wasm-pack test --headless --chrome wasm" '^test result: .* [1-9][0-9]* pas
     wasm-pack test --release --headless --chrome --chromedriver "$chromedriver" wasm
 step "wasm-pack test --node wasm" '^test result: .* [1-9][0-9]* passed|^test [a-z0-9_]+ \.\.\. ' \
     wasm-pack test --release --node wasm
-step "end-to-end in headless Chromium" '^# (tests|pass|fail|cancelled|skipped|duration_ms) |^# [a-z]+ peer:|^# reloaded|^(not )?ok ' \
+step "end-to-end in headless Chromium" '^# (tests|pass|fail|cancelled|skipped|duration_ms) |^# [a-z]+ peer:|^# reloaded|^# first tab|^# main thread|^(not )?ok ' \
     node --test tests/e2e/browser.test.mjs
 
 echo
