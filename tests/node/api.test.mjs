@@ -150,6 +150,31 @@ test('abort flushes what is complete and rejects with ABORTED; the next call res
   assert.equal(await syncState({ root: GENESIS_ROOT, peers: [url], db, signal: already.signal }).catch((e) => e.code), 'ABORTED');
 });
 
+test('an abort whose last flush fails still ends, with ABORTED and what the store held', async (t) => {
+  const url = await peer(t, genesis, { latencyMs: 20 });
+  const store = mapStore();
+  const controller = new AbortController();
+  let storedAtAbort = 0;
+  const err = await syncState({
+    root: GENESIS_ROOT,
+    peers: [url],
+    store,
+    batchBytes: 16 * 1024,
+    maxItemsPerRequest: 64,
+    signal: controller.signal,
+    onProgress: (p) => {
+      if (p.committed > 0 && !controller.signal.aborted) {
+        storedAtAbort = store.data.size;
+        store.failWith = () => Object.assign(new Error('disk gone'), { code: 'EIO' });
+        controller.abort();
+      }
+    },
+  }).then(() => null, (e) => e);
+  assert.equal(err?.code, 'ABORTED', err?.message);
+  assert.equal(store.data.size, storedAtAbort, 'nothing landed after the failure');
+  assert.equal(err.committed, (await readProgress({ store })).committedItems);
+});
+
 test('unreachable peers: UNREACHABLE after connectTimeoutMs, naming them', async (t) => {
   const port = await closedPort();
   const err = await syncState({ root: GENESIS_ROOT, peers: [`ws://127.0.0.1:${port}`], memory: true, connectTimeoutMs: 300 }).catch((e) => e);

@@ -54,7 +54,7 @@ export function dispatch(o, event) {
  * Syncs `o.root` into the store `host.storeOptions` names.
  * @param {any} wasm the initialised wasm package (StateSync, readProgress)
  * @param {Record<string, any>} o options checked by checkOptions(…, SYNC_OPTIONS, …)
- * @param {{storeOptions: object, WebSocket?: any}} host
+ * @param {{storeOptions: {store?: object, database?: string, memory?: boolean}, WebSocket?: any}} host
  * @returns {Promise<import('./index.js').SyncSummary>}
  */
 export async function runSync(wasm, o, host) {
@@ -66,9 +66,14 @@ export async function runSync(wasm, o, host) {
 
   let onEngineEvent = (_event) => {};
   // Created first: the engine checks its options before anything is read or connected.
+  // A JavaScript store is handed to the engine behind a switch: once this call gives up on a
+  // store that keeps failing, the engine's last writes go nowhere, so that it can wind down
+  // (its timers would otherwise keep a Node.js process alive) without touching the store.
+  const retiring = host.storeOptions.store ? retirable(host.storeOptions.store) : null;
+  const engineStore = retiring ? { store: retiring.store } : host.storeOptions;
   let sync;
   try {
-    sync = new wasm.StateSync({ ...engineOptions(o), ...host.storeOptions, root, onEvent: (event) => onEngineEvent(event) });
+    sync = new wasm.StateSync({ ...engineOptions(o), ...engineStore, root, onEvent: (event) => onEngineEvent(event) });
   } catch (err) {
     throw asStateSyncError(err, 'BAD_OPTION');
   }
@@ -140,20 +145,33 @@ export async function runSync(wasm, o, host) {
           }
         }
         emit(event);
-        if (event.type === 'paused' && !stopping) {
+        if (event.type === 'paused') {
           // Only a store failure pauses this sync. Retry the write a few times, then give
           // up: every batch already written is whole, so the store stays resumable.
           storeFailures++;
           committedAtFailure = sync.progress()?.committed ?? 0;
-          if (storeFailures > storeRetries) {
+          if (stopping) {
+            // The last flush of an abort failed: the store keeps what it had; end now.
+            finish({ kind: stopping, reason: event.reason, message: event.message });
+            windDown();
+          } else if (storeFailures > storeRetries) {
             stopping = 'store';
             finish({ kind: 'store', reason: event.reason, message: event.message });
+            windDown();
           } else {
             retryTimer = setTimeout(() => {
               if (!settled) sync.resume();
             }, SYNC_DEFAULTS.storeRetryMs * 2 ** (storeFailures - 1));
           }
         }
+      };
+      // After giving up on the store: the engine's remaining writes go nowhere, so it can
+      // finish cancelling and let go of its timers.
+      const windDown = () => {
+        if (!retiring) return;
+        retiring.retire();
+        sync.resume();
+        sync.cancel();
       };
 
       // Abort and the watchdog stop through cancel(): the engine flushes what is complete,
@@ -281,6 +299,22 @@ export function checkEngineOptions(wasm, o) {
   } catch (err) {
     throw asStateSyncError(err, 'BAD_OPTION');
   }
+}
+
+/**
+ * A JS store that forwards everything (whatever methods the store interface has) until
+ * `retire()`, after which writes succeed without writing.
+ */
+function retirable(store) {
+  let retired = false;
+  const proxy = new Proxy(store, {
+    get(target, name) {
+      if (name === 'write' && retired) return async () => {};
+      const value = Reflect.get(target, name);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { store: proxy, retire: () => (retired = true) };
 }
 
 /** The error an aborted sync rejects with: `name` AbortError, `cause` the signal's reason. */
