@@ -54,6 +54,7 @@ export function discardStore() {
     get: (keys) => keys.map(() => null),
     write: () => {},
     readProgress: () => null,
+    scan: () => [],
   };
 }
 

@@ -2,10 +2,10 @@
 //
 //   node bench/node-e2e.mjs --state genesis|synthetic:N [--repeat 3] [--min-total-ms 1000] [--peers 4]
 //
-// The same modules `statesync sync` uses: peers over loopback WebSockets (web/peer-server.mjs
-// answering from a wasm StateSource, web/transport.mjs with `ws`), the WebAssembly StateSync
+// The same modules `statesync sync` uses: peers over loopback WebSockets (web/cli/peer-server.mjs
+// answering from a wasm StateSource, web/lib/transport.mjs with `ws`), the WebAssembly StateSync
 // with its defaults (1 MiB batches, 4 requests in flight per peer), and the LevelDB store
-// (web/leveldb-store.mjs) in a fresh temporary directory per run. The peers run in a worker
+// (web/lib/leveldb-store.mjs) in a fresh temporary directory per run. The peers run in a worker
 // thread, as they would in another process: the timed thread does only the syncing side. Time
 // runs from start() until the root is complete (every batch written); best of --repeat, and of
 // at least a second of runs for small states.
@@ -70,6 +70,9 @@ if (!isMainThread) {
     processed: best.processed,
     committed_bytes: best.committedBytes,
     batches: best.batches,
+    largest_batch_items: best.largestBatchItems,
+    largest_batch_bytes: best.largestBatchBytes,
+    peak_unwritten_items: best.peakUnwrittenItems,
     items_per_sec: best.processed / (best.ms / 1000),
     mb_per_sec: best.committedBytes / 1e6 / (best.ms / 1000),
     runs_ms: runs.map((r) => r.ms),
@@ -90,7 +93,15 @@ if (!isMainThread) {
       const ms = performance.now() - started;
       // Not freed here: the sockets' close events still reach it (removePeer); the GC frees it.
       if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
-      return { ms, processed: progress.processed, committedBytes: progress.committedBytes, batches: store.writes };
+      return {
+        ms,
+        processed: progress.processed,
+        committedBytes: progress.committedBytes,
+        batches: store.writes,
+        largestBatchItems: progress.largestBatchItems,
+        largestBatchBytes: progress.largestBatchBytes,
+        peakUnwrittenItems: progress.peakUnwrittenItems,
+      };
     } finally {
       transport?.close();
       await store.close();

@@ -1,4 +1,4 @@
-// Shared by the CLI tests: run `node web/cli.mjs …` as a child process, start `serve` peers,
+// Shared by the CLI tests: run `node web/cli/cli.mjs …` as a child process, start `serve` peers,
 // temporary directories. Every child is killed when its test ends.
 
 import { spawn } from 'node:child_process';

@@ -5,7 +5,6 @@
 // docs/CLI.md documents every command, option and exit code.
 
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +28,7 @@ export const EXIT = Object.freeze({
   LOCKED: 6, // the database is locked by another process
   INCOMPLETE: 7, // verify found a gap
   STORE: 8, // the database cannot be opened, read or written
+  STALLED: 9, // no peer could serve what is left for --stall-timeout; everything verified was written
   INTERRUPTED: 130, // SIGINT: the current batch was flushed; run again to resume
 });
 
@@ -84,6 +84,12 @@ function number(command, name, value, { min = 0, max = Infinity, integer = true 
     throw usageError(command, `--${name} needs ${range}, got "${value}"`);
   }
   return n;
+}
+
+/** A duration in seconds as milliseconds; 0 or absent is `undefined` (no limit). */
+function secondsOption(command, name, value) {
+  const seconds = number(command, name, value, { integer: false });
+  return seconds ? Math.round(seconds * 1000) : undefined;
 }
 
 function peerUrls(command, values) {
@@ -144,7 +150,12 @@ options:
   --switch-root           the database holds a sync towards another root: sync it towards
                           --root instead, keeping (and skipping) everything stored
   --json                  one JSON object per line per event instead of the progress bar
-  --batch-bytes N         bytes of verified data per atomic write batch (default 1048576)
+  --batch-bytes N         bytes per atomic write batch at most (default 1048576); also the
+                          most verified data held unwritten, i.e. what a crash can lose
+  --batch-items N         puts per write batch at most (default 8192)
+  --stall-timeout S       exit 9 after S seconds in which no connected peer could serve what
+                          is left, naming the first missing item; everything verified is
+                          written first (default: wait for peers forever)
   --max-in-flight N       requests outstanding per peer (default 4)
   --max-items N           items per request, at most 1024 (default 384)
   --connect-timeout S     exit 4 when no peer is connected for S seconds (default 10;
@@ -154,7 +165,7 @@ options:
 
 exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
 5 database synced towards another root, 6 database locked, 8 storage error,
-130 interrupted (resumable), 1 anything else`,
+9 stalled past --stall-timeout (resumable), 130 interrupted (resumable), 1 anything else`,
   options: {
     peer: { type: 'string', multiple: true },
     root: { type: 'string' },
@@ -162,6 +173,8 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
     'switch-root': { type: 'boolean' },
     json: { type: 'boolean' },
     'batch-bytes': { type: 'string' },
+    'batch-items': { type: 'string' },
+    'stall-timeout': { type: 'string' },
     'max-in-flight': { type: 'string' },
     'max-items': { type: 'string' },
     'connect-timeout': { type: 'string' },
@@ -176,6 +189,8 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
       db: values.db,
       switchRoot: Boolean(values['switch-root']),
       batchBytes: number('sync', 'batch-bytes', values['batch-bytes'], { min: 1 }),
+      batchItems: number('sync', 'batch-items', values['batch-items'], { min: 1 }),
+      stallTimeoutMs: secondsOption('sync', 'stall-timeout', values['stall-timeout']),
       maxInFlight: number('sync', 'max-in-flight', values['max-in-flight'], { min: 1 }),
       maxItems: number('sync', 'max-items', values['max-items'], { min: 1, max: 1024 }),
       connectTimeoutMs: 1000 * (number('sync', 'connect-timeout', values['connect-timeout'], { integer: false }) ?? 10),
@@ -198,7 +213,7 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
 /** Human summary of a finished sync. */
 function syncSummary({ fields: f }) {
   const lines = [`synced ${f.root} into ${f.db} in ${formatSeconds(f.elapsedMs)}`];
-  lines.push(`  ${count(f.committed)} items stored (${formatBytes(f.committedBytes)}); this run fetched ${count(f.processed)}` + (f.skipped ? `, skipped ${count(f.skipped)} subtries already stored` : '') + `, ${count(f.duplicate)} duplicate, ${count(f.unexpected)} unexpected`);
+  lines.push(`  ${count(f.committed)} items stored (${formatBytes(f.committedBytes)}); this run fetched ${count(f.processed)}` + (f.restored ? `, took ${count(f.restored)} verified items back from the last run` : '') + (f.skipped ? `, skipped ${count(f.skipped)} subtries already stored` : '') + `, ${count(f.duplicate)} duplicate, ${count(f.unexpected)} unexpected`);
   if (f.processed === 0) lines.push('  (the database already held the complete state: nothing to fetch)');
   return lines.join('\n');
 }
@@ -235,6 +250,8 @@ async function syncWithSignals(options, reporter) {
       db,
       switchRoot: options.switchRoot,
       batchBytes: options.batchBytes,
+      batchItems: options.batchItems,
+      stallTimeoutMs: options.stallTimeoutMs,
       maxInFlight: options.maxInFlight,
       maxItemsPerRequest: options.maxItems,
       connectTimeoutMs: options.connectTimeoutMs,
@@ -263,7 +280,9 @@ function report(event, reporter, db) {
       } else if (event.complete) {
         reporter.info(`${db} already holds the complete state under ${root}: checking the root and finishing`, { resumed: true, storedItems });
       } else if (event.resumed) {
-        reporter.info(`resuming: ${db} already holds ${count(storedItems)} items (${formatBytes(storedBytes)}) of ${root}`, { resumed: true, storedItems });
+        const { committedItems, stagedItems } = event;
+        const staged = stagedItems ? ` and ${count(stagedItems)} verified items of unfinished subtries` : '';
+        reporter.info(`resuming: ${db} already holds ${count(committedItems)} items (${formatBytes(storedBytes)})${staged} of ${root}`, { resumed: true, storedItems, committedItems, stagedItems });
       } else {
         reporter.info(`syncing ${root} into ${db} from ${event.peers} peer${event.peers === 1 ? '' : 's'}`, { resumed: false });
       }
@@ -291,9 +310,12 @@ function syncFailure(err, db) {
   if (err instanceof CliError) return err;
   const code = err?.code ?? 'FAILED';
   const message = err?.message ?? String(err);
-  const stored = err?.committed ? `${count(err.committed)} items (${formatBytes(err.committedBytes)}) stored in ${db}` : `nothing stored in ${db} yet`;
-  const fields = err?.committed === undefined ? {} : { committed: err.committed, processed: err.processed };
+  const items = (err?.committed ?? 0) + (err?.staged ?? 0);
+  const stored = items ? `${count(items)} items (${formatBytes((err.committedBytes ?? 0) + (err.stagedBytes ?? 0))}) stored in ${db}` : `nothing stored in ${db} yet`;
+  const fields = err?.committed === undefined ? {} : { committed: err.committed, staged: err.staged ?? 0, processed: err.processed };
   switch (code) {
+    case 'STALLED':
+      return new CliError(EXIT.STALLED, code, `${message}; everything verified is written (${stored}): run the same command again when a peer that has ${err.first ?? 'the rest'} is available`, { ...fields, first: err.first, unservable: err.unservable });
     case 'ABORTED':
       return new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
     case 'UNREACHABLE':
@@ -707,6 +729,7 @@ exit codes:
   6    the database is locked by another process
   7    verify: the stored state is incomplete
   8    the database cannot be opened, read or written
+  9    stalled past --stall-timeout: no peer could serve what is left (resumable)
   130  interrupted by Ctrl-C after flushing; run the same command again to resume`;
 
 export async function main(argv) {
@@ -735,7 +758,16 @@ export async function main(argv) {
   }
 }
 
-if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** Whether this file is the program node runs (not a module another one imports). */
+function isMain() {
+  try {
+    return Boolean(process.argv[1]) && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false; // argv[1] is no file: node -e, a REPL
+  }
+}
+
+if (isMain()) {
   const code = await main(process.argv.slice(2));
   process.stdout.write('', () => process.exit(code));
 }

@@ -43,8 +43,12 @@ export function badOption(option, expected, value) {
 export function asStateSyncError(err, fallbackCode = 'FAILED') {
   if (err instanceof StateSyncError) return err;
   const code = typeof err?.code === 'string' ? err.code : fallbackCode;
+  // The engine's errors carry their details as own fields (option, expected; first and
+  // unservable for STALLED): keep them.
   const fields = {};
-  for (const key of ['option', 'expected']) if (err?.[key] !== undefined) fields[key] = err[key];
+  if (err !== null && typeof err === 'object') {
+    for (const [key, value] of Object.entries(err)) if (!['code', 'message', 'name', 'stack', 'cause'].includes(key)) fields[key] = value;
+  }
   return new StateSyncError(code, err?.message ?? String(err), fields, { cause: err });
 }
 

@@ -65,9 +65,14 @@ export declare class StateSyncError extends Error {
   /** BAD_OPTION: the option's name and what it must be. */
   readonly option?: string;
   readonly expected?: string;
-  /** Once a sync started: items and bytes the store holds now (a rerun resumes from there). */
+  /** Once a sync started: items and bytes the store holds now (a rerun resumes from there), whole subtries and staged. */
   readonly committed?: number;
   readonly committedBytes?: number;
+  readonly staged?: number;
+  readonly stagedBytes?: number;
+  /** STALLED: the first item no peer could serve, and how many could not be served. */
+  readonly first?: Hash;
+  readonly unservable?: number;
   /** Items this call fetched and verified. */
   readonly processed?: number;
   /** The last progress report. */
@@ -101,7 +106,7 @@ export interface StorageOptions {
 export type WebSocketConstructor = new (url: string) => object;
 
 /** The engine's own options, checked by the engine (`BAD_OPTION` when out of range). */
-export type EngineOptions = Pick<SyncOptions, 'switchRoot' | 'batchBytes' | 'maxInFlight' | 'maxItemsPerRequest' | 'progressIntervalMs' | 'maxFetchesPerDepth'>;
+export type EngineOptions = Pick<SyncOptions, 'switchRoot' | 'batchBytes' | 'batchItems' | 'batchIntervalMs' | 'stallTimeoutMs' | 'maxInFlight' | 'maxItemsPerRequest' | 'progressIntervalMs' | 'maxFetchesPerDepth'>;
 
 export interface SyncStateOptions extends StorageOptions, EngineOptions {
   /** The trusted state root: `0x` and 64 hex digits. */
@@ -131,7 +136,19 @@ export type SyncStateEvent =
   /** The engine dropped a peer (misbehaving, stalling); the transport reconnects it later. */
   | { type: 'peerDisconnected'; peer: number; url: string | undefined; reason: string }
   /** The engine starts: what the store held. */
-  | { type: 'start'; root: Hash; resumed: boolean; storedRoot: Hash | null; storedItems: number; storedBytes: number; complete: boolean; peers: number }
+  | {
+      type: 'start';
+      root: Hash;
+      resumed: boolean;
+      storedRoot: Hash | null;
+      /** Stored = committed (whole subtries) + staged (verified, subtries unfinished). */
+      storedItems: number;
+      committedItems: number;
+      stagedItems: number;
+      storedBytes: number;
+      complete: boolean;
+      peers: number;
+    }
   /** A connection opened, was lost, or waits to reconnect. `id` is the engine's peer id. */
   | { type: 'peer'; id: number; url: string; state: 'open' | 'lost' | 'waiting'; error?: string; retryInMs?: number }
   | { type: 'warning'; code: 'OTHER_HEAD'; message: string; peer: number; url: string | undefined; headRoot: Hash }
@@ -145,6 +162,8 @@ export interface SyncSummary {
   root: Hash;
   /** Items fetched and verified by this call. */
   processed: number;
+  /** Verified items of an earlier session taken back from the staging area. */
+  restored: number;
   /** Items and bytes in the store, all sessions. */
   committed: number;
   committedBytes: number;

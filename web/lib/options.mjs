@@ -17,7 +17,7 @@ const isBoolean = (v) => typeof v === 'boolean';
 const isName = (v) => typeof v === 'string' && v.length > 0;
 const isMillis = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 const isSignal = (v) => typeof AbortSignal !== 'undefined' && v instanceof AbortSignal;
-const isStore = (v) => v !== null && typeof v === 'object' && ['has', 'get', 'write', 'readProgress'].every((m) => typeof v[m] === 'function');
+const isStore = (v) => v !== null && typeof v === 'object' && ['has', 'get', 'write', 'scan', 'readProgress'].every((m) => typeof v[m] === 'function');
 const integerFrom = (min, max) => (v) => Number.isInteger(v) && v >= min && v <= max;
 
 function isPeerUrl(v) {
@@ -31,7 +31,7 @@ function isPeerUrl(v) {
 }
 
 /** Options the engine checks itself: passed to `new StateSync` unchanged. */
-export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'maxInFlight', 'maxItemsPerRequest', 'progressIntervalMs', 'maxFetchesPerDepth']);
+export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'batchItems', 'batchIntervalMs', 'stallTimeoutMs', 'maxInFlight', 'maxItemsPerRequest', 'progressIntervalMs', 'maxFetchesPerDepth']);
 
 /**
  * Where the state is stored: one of these (the browser defaults to the IndexedDB database
@@ -40,7 +40,7 @@ export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'maxInF
 const STORAGE = {
   db: { expected: 'a LevelDB directory path (a non-empty string)', valid: isName, only: NODE, instead: 'database names an IndexedDB database in browsers' },
   database: { expected: 'an IndexedDB database name (a non-empty string)', valid: isName, only: BROWSER, instead: 'db is a LevelDB directory in Node.js' },
-  store: { expected: 'an object with has, get, write and readProgress methods (the JsStore interface)', valid: isStore },
+  store: { expected: 'an object with has, get, write, scan and readProgress methods (the JsStore interface)', valid: isStore },
   memory: { expected: 'a boolean', valid: isBoolean },
   worker: { expected: 'a boolean (false runs the engine on this thread)', valid: isBoolean, only: BROWSER, instead: 'Node.js runs the engine on the calling thread' },
 };

@@ -101,8 +101,11 @@ export async function runSync(wasm, o, host) {
       root,
       resumed: Boolean(record),
       storedRoot: record?.root ?? null,
-      storedItems: record?.committedItems ?? 0,
-      storedBytes: record?.committedBytes ?? 0,
+      // Stored = committed (whole subtries) + staged (verified, their subtries unfinished).
+      storedItems: (record?.committedItems ?? 0) + (record?.stagedItems ?? 0),
+      committedItems: record?.committedItems ?? 0,
+      stagedItems: record?.stagedItems ?? 0,
+      storedBytes: (record?.committedBytes ?? 0) + (record?.stagedBytes ?? 0),
       complete: Boolean(record?.complete && record.root === root),
       peers: o.peers.length,
     });
@@ -245,6 +248,7 @@ export async function runSync(wasm, o, host) {
       return {
         root,
         processed: p.processed,
+        restored: p.restored ?? 0,
         committed: p.committed,
         committedBytes: p.committedBytes,
         skipped: p.skipped,
@@ -261,10 +265,12 @@ export async function runSync(wasm, o, host) {
     const fields = {
       committed: last?.committedItems ?? 0,
       committedBytes: last?.committedBytes ?? 0,
+      staged: last?.stagedItems ?? 0,
+      stagedBytes: last?.stagedBytes ?? 0,
       processed: outcome.progress?.processed ?? latest?.processed ?? 0,
       progress: outcome.progress ?? latest,
     };
-    const stored = `the store holds ${fields.committed} items; syncing again resumes from there`;
+    const stored = `the store holds ${fields.committed + fields.staged} items; syncing again resumes from there`;
     switch (outcome.kind) {
       case 'aborted':
         throw aborted(o.signal, stored, fields);
