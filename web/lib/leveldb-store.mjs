@@ -8,7 +8,7 @@
 //   new StateSync({ root, store, ... });   // the JS store interface of wasm/src/store/js.rs
 //   await store.close();
 //
-// `levelSource(store, root)` turns the same database into something web/peer-server.mjs can
+// `levelSource(store, root)` turns the same database into something web/cli/peer-server.mjs can
 // serve, so any synced node can serve others.
 
 import { ClassicLevel } from 'classic-level';
@@ -113,14 +113,10 @@ export class LevelStore {
  */
 function classify(err) {
   if (/no space left|ENOSPC|disk full/i.test(err?.message ?? '')) {
-    const e = new Error(err.message, { cause: err });
-    e.code = 'QuotaExceededError';
-    throw e;
+    throw Object.assign(new Error(err.message, { cause: err }), { code: 'QuotaExceededError' });
   }
   if (err?.code === 'LEVEL_DATABASE_NOT_OPEN') {
-    const e = new Error(`database closed: ${err.message}`, { cause: err });
-    e.code = 'CLOSED';
-    throw e;
+    throw Object.assign(new Error(`database closed: ${err.message}`, { cause: err }), { code: 'CLOSED' });
   }
   throw err;
 }
