@@ -177,6 +177,34 @@ test('the page syncs the mainnet genesis into IndexedDB, resumes by itself after
   });
 });
 
+test('a reload at 90 % with fast peers keeps at least 85 % stored and fetches at most 15 % again', async (t) => {
+  const big = StateSource.synthetic(100_000, 7);
+  const items = big.nodeCount + big.codeCount;
+  await withSetup({ name: 'reload90', peerFaults: [{}, {}, {}], state: big }, async ({ page, site, problems }) => {
+    await openAndStart(page, site, big.root);
+    const before = await waitFor(page, '90 % of the items fetched', (h) => h.lastProgress && h.lastProgress.processed >= 0.9 * items, { timeoutMs: 600_000, intervalMs: 20 });
+    await page.reload();
+    const resumed = await waitFor(page, 'the page to resume by itself', (h) => h.ready && h.autoStarted && h.resumedFrom, { timeoutMs: 60_000 });
+    const record = resumed.resumedFrom;
+    const storedAtLoad = record.committedItems + record.stagedItems;
+    // What the page shows once the resumed sync reports.
+    const shown = await waitFor(page, 'the first progress after the reload', (h) => h.lastProgress && h.lastProgress.processed === 0 && h.lastProgress.committed >= record.committedItems, { timeoutMs: 60_000, intervalMs: 20 }).then(async () => Number((await page.textContent('#committed')).replace(/,/g, '')));
+    const done = await waitFor(page, 'the resumed sync to finish and verify', (h) => h.verified, { timeoutMs: 600_000, intervalMs: 250 });
+    const fetchedAgain = done.summary.processed;
+    t.diagnostic(
+      `reloaded with ${before.lastProgress.processed} of ${items} fetched (${((100 * before.lastProgress.processed) / items).toFixed(1)} %); ` +
+        `stored at the reload ${storedAtLoad} (${((100 * storedAtLoad) / items).toFixed(1)} %: ${record.committedItems} complete, ${record.stagedItems} staged), the page showed ${shown}; ` +
+        `the second session fetched ${fetchedAgain} (${((100 * fetchedAgain) / items).toFixed(1)} %) and took ${done.summary.restored} back from staging`,
+    );
+    assert.ok(storedAtLoad >= 0.85 * items, `only ${storedAtLoad} of ${items} stored after the reload`);
+    assert.ok(shown >= 0.85 * items, `the page shows ${shown} stored`);
+    assert.ok(fetchedAgain <= 0.15 * items, `fetched ${fetchedAgain} of ${items} again`);
+    assert.equal(done.summary.committed, items);
+    assert.equal(done.verified.accounts, 100_000);
+    assert.deepEqual(problems, []);
+  });
+});
+
 test('a peer sending garbage and dropping its connections does not stop the page from finishing', async (t) => {
   // The good peers are slower, so the bad one is asked often.
   const good = { latencyMs: 80, jitterMs: 40, maxItems: 256 };

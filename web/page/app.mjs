@@ -14,12 +14,6 @@ import { syncState, verifyState, readProgress } from 'statesync';
 /** @typedef {import('statesync').SyncStateEvent} SyncStateEvent */
 
 const DATABASE = 'statesync';
-/**
- * Bytes per commit batch. A reload loses what is downloaded but not yet committed, so the page
- * commits more often than the engine's 1 MiB default; an IndexedDB transaction per 128 KiB
- * costs little. `/config.json` may set `batchBytes`.
- */
-const BATCH_BYTES = 128 * 1024;
 /** Chart window: two minutes, a sample at most this often (progress comes every 500 ms). */
 const CHART_WINDOW_MS = 120_000;
 const CHART_SAMPLE_MS = 400;
@@ -169,17 +163,30 @@ function log(text, kind = 'info') {
 
 // ---------------------------------------------------------------------------- rendering
 
+/**
+ * The completed share, rounded down to a tenth of a percent: it reads 100.0 % only when done.
+ * @param {Progress} p
+ */
+function percentText(p) {
+  const fraction = p.phase === 'done' ? 1 : Math.min(1, Math.max(0, p.fraction));
+  return `${(Math.floor(fraction * 1000) / 10).toFixed(1)} %`;
+}
+
 /** @param {Progress} p */
 function renderProgress(p) {
   const fraction = Math.min(1, Math.max(0, p.fraction));
   ui.bar.value = fraction;
-  const percent = `${(fraction * 100).toFixed(1)} %`;
+  const percent = percentText(p);
+  // Stored: complete subtries, plus verified items staged until their subtries complete.
+  const stored = p.committed + p.staged;
   ui.percent.textContent = percent;
-  ui.bar.setAttribute('aria-valuetext', `${percent}, ${fmt(p.committed)} items stored`);
-  ui.eta.textContent = p.phase === 'done' ? 'complete' : `ETA: ${duration(p.etaMs)}`;
-  $('committed').textContent = fmt(p.committed);
-  $('committed-bytes').textContent = bytes(p.committedBytes);
-  $('processed').textContent = fmt(p.processed);
+  ui.bar.setAttribute('aria-valuetext', `${percent}, ${fmt(stored)} items stored`);
+  ui.eta.textContent = p.phase === 'done' ? 'complete' : p.phase === 'stalled' ? 'ETA: unknown while stalled' : `ETA: ${duration(p.etaMs)}`;
+  $('committed').textContent = fmt(stored);
+  $('staged').textContent = fmt(p.staged);
+  $('unwritten').textContent = fmt(p.unwrittenItems);
+  $('committed-bytes').textContent = bytes(p.committedBytes + p.stagedBytes);
+  $('processed').textContent = p.restored ? `${fmt(p.processed)} (+${fmt(p.restored)} kept from the last session)` : fmt(p.processed);
   $('skipped').textContent = fmt(p.skipped);
   $('pending').textContent = fmt(p.pending);
   $('unexpected').textContent = fmt(p.unexpected + p.duplicate);
@@ -283,7 +290,7 @@ function niceCeiling(n) {
 
 async function renderStorage() {
   const p = hook.lastProgress;
-  const stored = p ? `${bytes(p.committedBytes)} committed` : '';
+  const stored = p ? `${bytes(p.committedBytes + p.stagedBytes)} stored` : '';
   if (!navigator.storage?.estimate) {
     ui.storage.textContent = stored || 'unknown';
     return;
@@ -357,14 +364,15 @@ function onEvent(event) {
       log(event.message, 'warn');
       break;
     case 'stalled':
-      if (event.peers === 0) {
-        // Nothing is wrong yet: no peer has connected and sent its Status.
-        stalledDetail = '';
+      // The engine tells a stall once, after the peers have had time to connect.
+      if (event.unservable === 0) {
+        stalledDetail = `no usable peer (${event.peers} with a valid Status); everything verified is stored.`;
+        log('stalled: no usable peer', 'warn');
       } else {
-        stalledDetail = `${fmt(event.unservable)} items wait for a peer that has them (${event.peers} connected).`;
-        log(`stalled: no connected peer serves ${event.unservable} items`, 'warn');
+        stalledDetail = `${fmt(event.unservable)} items wait for a peer that has them (the first is ${short(event.first ?? '')}; ${event.peers} connected); everything verified is stored.`;
+        log(`stalled: no connected peer serves ${event.unservable} items, the first ${event.first}`, 'warn');
       }
-      setStatus(stalledDetail ? 'stalled' : 'connecting', stalledDetail);
+      setStatus('stalled', stalledDetail);
       break;
     case 'peerDisconnected':
       log(`dropped ${event.url ?? `peer ${event.peer}`}: ${event.reason}`, 'warn');
@@ -421,8 +429,10 @@ async function startSync({ urls, root }) {
   hook.controller = new AbortController();
   try {
     // switchRoot: a wallet following the chain keeps what it has when the root moves on.
-    const batchBytes = Number(hook.config.batchBytes) > 0 ? Number(hook.config.batchBytes) : BATCH_BYTES;
-    const summary = await syncState({ root, peers: urls, database: DATABASE, switchRoot: true, batchBytes, signal: hook.controller.signal, onEvent });
+    // The engine's batches: whatever is verified is written (complete subtries, or staged)
+    // within one batch, so a reload loses at most one. `/config.json` may set `batchBytes`.
+    const batchBytes = Number(hook.config.batchBytes) > 0 ? { batchBytes: Number(hook.config.batchBytes) } : {};
+    const summary = await syncState({ root, peers: urls, database: DATABASE, switchRoot: true, ...batchBytes, signal: hook.controller.signal, onEvent });
     hook.summary = summary;
     hook.lastProgress = summary.progress;
     renderProgress(summary.progress);
