@@ -63,7 +63,7 @@ const plan = quick
       e2eStates: ['genesis', 'synthetic:100000'],
       // The CLI from a fast local peer: 279,208 and 850,337 items (the durability issue's states).
       cliStates: ['100000:7', '300000:5'],
-      browserStates: ['genesis', 'synthetic:100000'],
+      browserStates: ['genesis', 'synthetic:100000', 'synthetic:1000000'],
       latencyStates: ['synthetic:100000', 'synthetic:1000000'],
       inFlight: [1, 2, 4, 8, 16],
       simSeeds: 3,
@@ -312,6 +312,11 @@ function buildRows(r) {
   for (const b of r.browser) {
     row('browser: raw IndexedDB puts, same batches', b.state, b.raw_items_per_sec, 'items/s');
     row('browser: engine → IndexedDB, 0 ms', b.state, b.sync_items_per_sec, 'items/s', b.raw_to_sync, { op: '>=', value: 0.8 }, { ratio_of: 'raw time / sync time' });
+    if (b.largest_batch_items !== undefined) {
+      row('browser: largest batch (ops)', b.state, b.largest_batch_items, 'ops');
+      row('browser: largest batch (bytes)', b.state, b.largest_batch_bytes / 1e6, 'MB');
+      row('browser: largest durability lag', b.state, b.peak_unwritten_items, 'items');
+    }
   }
   // Latency-bound, real time.
   for (const w of r.wasm.filter((w) => w.latency)) {
