@@ -28,6 +28,7 @@ import {
   UNSTAGE,
   PROGRESS,
   STAGING_PREFIX,
+  FrameBuffer,
   checksum,
   decodeFrame,
   encodeFrame,
@@ -36,11 +37,11 @@ import {
   frameLengthFromTrailer,
   hashOffset,
   parseRecord,
-  stagedKey,
+  progressOf,
   stagedName,
   startsWith,
 } from './opfs/log.mjs';
-import { ENTRY_BYTES, MAX_MEMTABLE_ENTRIES, MERGE_FAN_IN, Memtable, Merge, PageCache, Run, fingerprint, location, probe, runFileName, unpackLocation } from './opfs/index.mjs';
+import { ENTRY_BYTES, MAX_MEMTABLE_ENTRIES, MERGE_FAN_IN, Memtable, Merge, PageCache, Run, location, probe, runFileName, unpackLocation, word } from './opfs/index.mjs';
 import { CHECKPOINT_PATTERN, checkpointFileName, decodeCheckpoint, encodeCheckpoint } from './opfs/checkpoint.mjs';
 
 /** @typedef {{read(b: Uint8Array, o?: {at?: number}): number, write(b: Uint8Array, o?: {at?: number}): number, flush(): void, truncate(n: number): void, getSize(): number, close(): void}} SyncHandle */
@@ -61,10 +62,13 @@ const MIN_MERGE_STEP = 65_536;
 /** Records this close in the log are read with one call (a call costs ~7 µs, 4 KiB ~1 µs). */
 const READ_GAP_BYTES = 16 * 1024;
 const READ_SPAN_BYTES = 2 ** 20;
+/** How often a running store asks whether its directory is still there (site data cleared). */
+const PRESENCE_INTERVAL_MS = 1000;
 /** Opening waits this long for another context to let go of the store (a Worker being terminated). */
 const LOCK_ATTEMPTS = 30;
 const LOCK_RETRY_MS = 100;
 
+const EMPTY = new Uint8Array(0);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whether this context can open an OPFS store (a dedicated Worker of a browser that has them). */
@@ -178,7 +182,7 @@ export class OpfsStore {
     this.cache = new PageCache(Math.floor(memoryBytes / 2 / 4096));
     /** @type {Run[]} */
     this.runs = [];
-    /** Staged hash (as a Map key) → location words. */
+    /** Staged node (its stagedName) → location words. */
     this.staged = new Map();
     this.progressKey = null;
     this.progress = null;
@@ -190,7 +194,10 @@ export class OpfsStore {
     this.nextRunId = 1;
     /** @type {Merge | null} */
     this.merge = null;
-    this.buffer = { bytes: new Uint8Array(64 * 1024) };
+    this.buffer = new FrameBuffer();
+    /** The last answer of stillPresent not yet consulted (a boolean, or the Error it failed with). */
+    this.lastWriteAt = performance.now();
+    this.presence = { asking: false, askedAt: -Infinity, answer: /** @type {boolean | Error | undefined} */ (undefined) };
     /** Why the store refuses everything: set once it was closed or deleted underneath. */
     this.closed = null;
     this.queue = Promise.resolve();
@@ -219,16 +226,14 @@ export class OpfsStore {
     return this.exclusive(async () => {
       if (!startsWith(prefix, STAGING_PREFIX)) throw storeError('NOT_SUPPORTED', 'the OPFS store scans only the staging area ("statesync-staged-" prefixes); the main keyspace is looked up by key');
       const wanted = [];
-      for (const [name, [hi, lo]] of this.staged) {
-        const key = stagedKey(name);
-        if (startsWith(key, prefix)) wanted.push({ key, ...unpackLocation(hi, lo) });
-      }
+      for (const [name, [hi, lo]] of this.staged) wanted.push({ name, ...unpackLocation(hi, lo), bytes: EMPTY });
       this.readRecords(wanted);
       const entries = [];
       for (const w of wanted) {
         const record = parseRecord(w.bytes);
-        // A location that does not hold this key's record is skipped: the sync fetches it again.
-        if (record && record.kind === STAGE && sameBytes(record.key, w.key)) entries.push([w.key, record.value]);
+        // A location that does not hold a staged record of that name is skipped: the sync
+        // fetches the node again.
+        if (record?.kind === STAGE && stagedName(record.key, 0) === w.name && startsWith(record.key, prefix)) entries.push([record.key, record.value]);
       }
       return entries;
     });
@@ -239,12 +244,18 @@ export class OpfsStore {
     return this.exclusive(async () => (this.progress && (!progressKey || sameBytes(progressKey, this.progressKey)) ? this.progress.slice() : null));
   }
 
-  /** Closes every file; the store refuses everything afterwards. Waits for an operation running. */
+  /**
+   * Closes every file; the store refuses everything afterwards. Waits for an operation
+   * running. Closing a closed store (or one deleted underneath) does nothing.
+   */
   close() {
-    return this.exclusive(async () => {
+    const run = this.queue.then(() => {
+      if (this.closed) return;
       this.closeFiles();
-      this.closed ??= 'closed';
+      this.closed = 'closed';
     });
+    this.queue = run;
+    return run;
   }
 
   // ------------------------------------------------------------------ internals
@@ -276,7 +287,8 @@ export class OpfsStore {
       const key = keys[i];
       const at = hashOffset(key);
       if (at < 0) continue; // not a main-keyspace key: never stored here
-      const [hi, lo] = fingerprint(key, at);
+      const hi = word(key, at);
+      const lo = word(key, at + 4);
       const found = [];
       this.memtable.find(hi, lo, found);
       for (const run of this.runs) probe(this.cache, run, hi, lo, found);
@@ -287,7 +299,7 @@ export class OpfsStore {
     while (pending.length) {
       const reads = pending.map((p) => {
         const { offset, length } = unpackLocation(p.found[p.next], p.found[p.next + 1]);
-        return { p, offset, length: values ? length : Math.min(length, OP_HEADER_BYTES + p.key.length) };
+        return { p, offset, length: values ? length : Math.min(length, OP_HEADER_BYTES + p.key.length), bytes: EMPTY };
       });
       this.readRecords(reads);
       pending = [];
@@ -303,7 +315,10 @@ export class OpfsStore {
     return answers;
   }
 
-  /** Fills `bytes` of each `{offset, length}`, reading records that lie close together at once. */
+  /**
+   * Fills `bytes` of each `{offset, length}`, reading records that lie close together at once.
+   * @param {{offset: number, length: number, bytes: Uint8Array}[]} reads
+   */
   readRecords(reads) {
     const sorted = [...reads].sort((a, b) => a.offset - b.offset);
     for (let i = 0; i < sorted.length; ) {
@@ -326,10 +341,28 @@ export class OpfsStore {
 
   async append(puts, deletes, progressKey, progress) {
     // Checks every key before anything is written: a refused batch leaves no trace.
-    const { bytes, ops } = encodeFrame(this.buffer, this.batch, puts, deletes, progressKey, progress);
+    const frame = encodeFrame(this.buffer, this.batch, puts, deletes, progressKey, progress);
+    const { bytes } = frame;
+    // Whether the log is still in its directory. Walking the directories costs round trips to
+    // the browser (20-70 ms on a busy machine) that would hold up this write and the engine's
+    // lookups queued behind it: while batches follow each other, the answer asked in the
+    // background after an earlier batch (at most once a second) is used; after a second or
+    // more without a write (the engine was paused or waiting anyway), it is asked now.
+    let answer;
+    if (performance.now() - this.lastWriteAt >= PRESENCE_INTERVAL_MS) answer = await this.stillPresent().catch((err) => err);
+    else if ((answer = this.presence.answer) !== undefined) this.presence.answer = undefined;
+    if (answer instanceof Error) throw answer;
+    if (answer === false) {
+      // Its handles are left as they are: in Chromium 156, closing (or reading) a sync access
+      // handle whose files were removed by clearing site data blocks the thread for good. They
+      // are let go with the Worker (the package runs each call in a fresh one).
+      this.closed = 'deleted';
+      throw storeError('CLOSED', `the OPFS store "${this.name}" was deleted while in use (site data cleared?); sync again to start over`);
+    }
     // A previous checkpoint that failed (quota) is retried first: the index memory stays bounded.
     if (this.memtable.full) await this.checkpoint();
-    const sum = checksum(bytes); // copies the bytes; hashed off this thread meanwhile
+    // Asked now, answered while this thread writes (the bytes are copied, hashed elsewhere).
+    const sum = checksum(bytes);
     const at = this.logEnd;
     try {
       if (this.log.write(bytes, { at }) !== bytes.length) throw storeError('QuotaExceededError', 'the OPFS log took only part of a batch');
@@ -346,13 +379,14 @@ export class OpfsStore {
       }
       throw fromFileSystem(err, 'writing a batch to the OPFS log');
     }
-    await this.checkPresent();
-    this.apply(ops, at);
+    this.lastWriteAt = performance.now();
+    this.askPresence();
+    this.apply(frame, at);
     this.logEnd = at + bytes.length + TRAILER_BYTES;
     this.batch++;
     this.stats.batches++;
     try {
-      await this.maintain(ops.length);
+      await this.maintain(frame.count);
     } catch (err) {
       // The batch is durable; the index's housekeeping is retried with the next batch.
       this.stats.maintenanceErrors++;
@@ -360,41 +394,56 @@ export class OpfsStore {
     }
   }
 
-  /** Updates the in-memory state for a frame's operations, the frame starting at `at`. */
-  apply(ops, at) {
-    for (const op of ops) {
-      const offset = at + op.at;
-      if (op.kind === PUT) {
-        const [hi, lo] = fingerprint(op.key, hashOffset(op.key));
-        const [locHi, locLo] = location(offset, op.length);
-        this.memtable.insert(hi, lo, locHi, locLo);
-      } else if (op.kind === STAGE) {
-        this.staged.set(stagedName(op.key), location(offset, op.length));
-      } else if (op.kind === UNSTAGE) {
-        this.staged.delete(stagedName(op.key));
-      } else if (op.kind === PROGRESS) {
-        this.progressKey = op.key.slice();
-        this.progress = op.value.slice();
+  /** Updates the in-memory state for a frame's operations, the frame starting at `at` in the log. */
+  apply({ bytes, count, kinds, ats, lengths }, at) {
+    for (let i = 0; i < count; i++) {
+      const a = ats[i];
+      const kind = kinds[i];
+      const key = a + OP_HEADER_BYTES;
+      if (kind === PUT) {
+        const hash = key + (bytes[a + 1] === 33 ? 1 : 0); // code keys are "c" || hash
+        const [locHi, locLo] = location(at + a, lengths[i]);
+        this.memtable.insert(word(bytes, hash), word(bytes, hash + 4), locHi, locLo);
+      } else if (kind === STAGE) {
+        this.staged.set(stagedName(bytes, key), location(at + a, lengths[i]));
+      } else if (kind === UNSTAGE) {
+        this.staged.delete(stagedName(bytes, key));
+      } else if (kind === PROGRESS) {
+        this.progressKey = bytes.slice(key, key + bytes[a + 1]);
+        this.progress = bytes.slice(key + bytes[a + 1], a + lengths[i]);
       }
     }
   }
 
+  /** Asks stillPresent in the background, unless asked less than a second ago or still asking. */
+  askPresence() {
+    const p = this.presence;
+    const now = performance.now();
+    if (p.asking || now - p.askedAt < PRESENCE_INTERVAL_MS) return;
+    p.asking = true;
+    p.askedAt = now;
+    this.stillPresent().then(
+      (present) => Object.assign(p, { asking: false, answer: present }),
+      (err) => Object.assign(p, { asking: false, answer: err }),
+    );
+  }
+
   /**
-   * Site data cleared under a running sync leaves the open handle writing into a file nobody
-   * can open again: after every batch, make sure the directory still has this log, and close
-   * for good if not (writing on into a new, empty store would leave parents without children).
+   * Whether the directory still has this log. Site data cleared under a running sync leaves
+   * the open handle writing into a file nobody can open again: the next batch is refused and
+   * the store closes for good (writing on into a new, empty store would leave parents without
+   * their children). A batch acknowledged meanwhile went into the removed store with the rest
+   * of it: nothing of the sync is left, so nothing is left half-written.
    */
-  async checkPresent() {
-    let same = false;
+  async stillPresent() {
     try {
-      same = await (await this.dir.getFileHandle(LOG)).isSameEntry(this.logFile);
+      // Walked from the origin's root: after site data is cleared, Chromium still resolves
+      // names under a directory handle taken before, into the removed directory.
+      const dir = await storeDirectory(this.name, false);
+      return dir !== null && (await (await dir.getFileHandle(LOG)).isSameEntry(this.logFile));
     } catch (err) {
-      if (err?.name !== 'NotFoundError' && err?.name !== 'TypeMismatchError') throw fromFileSystem(err, 'checking the OPFS store is still there');
-    }
-    if (!same) {
-      this.closeFiles();
-      this.closed = 'deleted';
-      throw storeError('CLOSED', `the OPFS store "${this.name}" was deleted while in use (site data cleared?); the last batch was not kept: sync again to start over`);
+      if (err?.name === 'NotFoundError' || err?.name === 'TypeMismatchError') return false;
+      throw fromFileSystem(err, 'checking the OPFS store is still there');
     }
   }
 
@@ -561,7 +610,7 @@ export class OpfsStore {
       this.log.read(frame, { at });
       const decoded = await decodeFrame(frame);
       if (!decoded) break;
-      this.apply(decoded.ops, at);
+      this.apply(decoded, at);
       this.logEnd = at += length;
       this.batch = decoded.batch + 1;
       this.stats.replayedBatches++;
@@ -638,16 +687,11 @@ async function progressFromSnapshot(dir) {
     throw err;
   }
   const bytes = async (from, to) => new Uint8Array(await file.slice(from, to).arrayBuffer());
-  const progressOf = (decoded) => {
-    const ops = decoded?.ops ?? [];
-    for (let i = ops.length - 1; i >= 0; i--) if (ops[i].kind === PROGRESS) return ops[i].value.slice();
-    return null;
-  };
   if (file.size >= HEADER_BYTES + TRAILER_BYTES) {
     const length = frameLengthFromTrailer(await bytes(file.size - TRAILER_BYTES, file.size));
     if (length > 0 && length <= file.size) {
-      const last = progressOf(await decodeFrame(await bytes(file.size - length, file.size)));
-      if (last) return last;
+      const last = await decodeFrame(await bytes(file.size - length, file.size));
+      if (last && progressOf(last)) return progressOf(last);
     }
   }
   // The tail is not a whole frame: the newest checkpoint, then every whole frame after it.

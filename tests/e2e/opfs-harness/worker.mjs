@@ -6,23 +6,14 @@
 import { loadWasm } from '/lib/wasm-browser.mjs';
 import { openOpfsStore } from '/lib/opfs-store.mjs';
 import { storeSource } from '/lib/serve.mjs';
+import { nextTask } from '/bench/common.mjs';
 
 // Loaded before the first call runs (not by a top-level await: messages that arrive while a
 // module worker is still evaluating would find no handler).
 let wasm;
 const event = (e) => self.postMessage({ type: 'event', event: e });
 let running = null; // the StateSync of the `sync` call in progress
-
-/** The next task, without setTimeout's clamping. */
-const nextTask = (() => {
-  const channel = new MessageChannel();
-  const queue = [];
-  channel.port1.onmessage = () => queue.shift()();
-  return (fn) => {
-    queue.push(fn);
-    channel.port2.postMessage(0);
-  };
-})();
+let release = null; // lets a sync held before a batch (`holdAtBatch`) go on
 
 function buildSource({ state, genesisJson }) {
   if (state === 'genesis') return wasm.StateSource.fromGenesis(genesisJson);
@@ -34,22 +25,24 @@ const isMainKey = (key) => key.length === 32 || (key.length === 33 && key[0] ===
 const COMMIT_MAGIC = [0x53, 0x53, 0x43, 0x31]; // "SSC1", the last 4 bytes of a frame's trailer
 
 /**
- * Syncs `state` into the OPFS store `name`. `tearAtBatch`: when that batch's commit marker is
+ * Syncs `state` into the OPFS store `name`. `tearAtBatch` (or `tearAfterKeys`: the first batch
+ * after that many main-keyspace keys were acknowledged): when that batch's commit marker is
  * about to be written, tell the page (with every key of the batches acknowledged so far) and
- * spin until terminated. `pauseOnQuota`: report a paused event and wait for `resume`.
+ * spin until terminated. `holdAtBatch`: before that batch is written, tell the page and wait
+ * for `release`. A store failure pauses the engine (a `paused` event) until `resume`.
  */
-async function sync({ name, state, genesisJson, memoryBytes, batchBytes, batchItems, tearAtBatch, frames = 0 }) {
+async function sync({ name, state, genesisJson, memoryBytes, batchBytes, batchItems, tearAtBatch, tearAfterKeys, holdAtBatch, frames = 0 }) {
   const source = buildSource({ state, genesisJson });
   const store = await openOpfsStore(name, memoryBytes ? { memoryBytes } : {});
   const acked = { keys: [], batches: 0, progress: null };
   let current = [];
-  if (tearAtBatch) {
+  if (tearAtBatch || tearAfterKeys) {
     const write = FileSystemSyncAccessHandle.prototype.write;
     FileSystemSyncAccessHandle.prototype.write = function (buffer, options) {
       const bytes = new Uint8Array(buffer.buffer ?? buffer, buffer.byteOffset ?? 0, buffer.byteLength);
       const marker = bytes.length === 16 && COMMIT_MAGIC.every((b, i) => bytes[12 + i] === b);
-      if (marker && acked.batches + 1 === tearAtBatch) {
-        self.postMessage({ type: 'event', event: { type: 'tearing', batch: tearAtBatch, acked, torn: current } });
+      if (marker && (acked.batches + 1 === tearAtBatch || (tearAfterKeys && acked.keys.length >= tearAfterKeys))) {
+        self.postMessage({ type: 'event', event: { type: 'tearing', batch: acked.batches + 1, acked, torn: current } });
         for (;;); // the page terminates this worker here: the frame is written, its marker not
       }
       return write.call(this, buffer, options);
@@ -62,6 +55,13 @@ async function sync({ name, state, genesisJson, memoryBytes, batchBytes, batchIt
     scan: (prefix) => store.scan(prefix),
     readProgress: (key) => store.readProgress(key),
     async write(puts, deletes, progressKey, progress) {
+      if (acked.batches + 1 === holdAtBatch) {
+        holdAtBatch = 0;
+        await new Promise((resolve) => {
+          release = resolve;
+          event({ type: 'holding', batch: acked.batches + 1 });
+        });
+      }
       current = puts.map(([key]) => key).filter(isMainKey);
       await store.write(puts, deletes, progressKey, progress);
       for (const key of current) acked.keys.push(key);
@@ -88,6 +88,7 @@ async function sync({ name, state, genesisJson, memoryBytes, batchBytes, batchIt
   for (let id = 1; id <= 4; id++) syncer.receive(id, status);
   try {
     const progress = await done;
+    if (progress.phase !== 'done') return { phase: progress.phase, processed: progress.processed, committed: progress.committed, batches: acked.batches };
     const result = { phase: progress.phase, processed: progress.processed, restored: progress.restored, committed: progress.committed, ms: performance.now() - started, batches: acked.batches, stats: { ...store.stats, runs: store.runs.map((r) => ({ level: r.level, count: r.count })), logEnd: store.logEnd } };
     const report = await wasm.verifyStore({ store, root: source.root });
     result.verified = report;
@@ -140,10 +141,25 @@ async function reopen({ name, state, genesisJson, acked, torn, memoryBytes }) {
   }
 }
 
+/**
+ * The log of `name` as a reader sees it (a File snapshot, no lock): its size and whether it
+ * ends with a whole frame's commit marker (or is empty).
+ */
+async function logTail({ name }) {
+  const root = await navigator.storage.getDirectory();
+  const dir = await (await root.getDirectoryHandle('statesync')).getDirectoryHandle(name);
+  const file = await (await dir.getFileHandle('log')).getFile();
+  const tail = new Uint8Array(await file.slice(Math.max(0, file.size - 4)).arrayBuffer());
+  return { size: file.size, whole: file.size === 0 || COMMIT_MAGIC.every((b, i) => tail[i] === b) };
+}
+
 const commands = {
   sync,
   reopen,
+  logTail,
   resume: async () => running?.resume(),
+  cancel: async () => running?.cancel(),
+  release: async () => release?.(),
 };
 
 self.onmessage = async ({ data }) => {

@@ -8,7 +8,7 @@
 //   "SSK1" | version | seq | next batch | logEnd (f64) | next run id | run count
 //   runs: id | level | count (f64)
 //   progress key length | key | progress length | value
-//   staged count | staged: hash (32 bytes) | location (2 × u32)
+//   staged count | staged: name (f64, opfs/log.mjs stagedName) | location (2 × u32)
 //   SHA-256 of all the above [0..8]
 // (little-endian).
 
@@ -23,14 +23,14 @@ export const CHECKPOINT_PATTERN = /^checkpoint-(\d+)$/;
  * @typedef {{seq: number, batch: number, logEnd: number, nextRunId: number,
  *   runs: {id: number, level: number, count: number}[],
  *   progressKey: Uint8Array | null, progress: Uint8Array | null,
- *   staged: Map<string, [number, number]>}} Checkpoint
+ *   staged: Map<number, [number, number]>}} Checkpoint
  */
 
 /** @param {Checkpoint} c */
 export async function encodeCheckpoint(c) {
   const pk = c.progressKey ?? new Uint8Array(0);
   const pv = c.progress ?? new Uint8Array(0);
-  const size = 32 + c.runs.length * 16 + 4 + pk.length + 4 + pv.length + 4 + c.staged.size * 40;
+  const size = 32 + c.runs.length * 16 + 4 + pk.length + 4 + pv.length + 4 + c.staged.size * 16;
   const bytes = new Uint8Array(size + 8);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, MAGIC, true);
@@ -55,10 +55,10 @@ export async function encodeCheckpoint(c) {
   view.setUint32(at, c.staged.size, true);
   at += 4;
   for (const [name, [hi, lo]] of c.staged) {
-    for (let i = 0; i < 32; i++) bytes[at + i] = name.charCodeAt(i);
-    view.setUint32(at + 32, hi, true);
-    view.setUint32(at + 36, lo, true);
-    at += 40;
+    view.setFloat64(at, name, true);
+    view.setUint32(at + 8, hi, true);
+    view.setUint32(at + 12, lo, true);
+    at += 16;
   }
   bytes.set(await checksum(bytes.subarray(0, size)), size);
   return bytes;
@@ -94,8 +94,7 @@ export async function decodeCheckpoint(bytes) {
   if (parts[0].length > 0) [c.progressKey, c.progress] = parts;
   const staged = view.getUint32(at, true);
   at += 4;
-  for (let i = 0; i < staged; i++, at += 40) {
-    c.staged.set(String.fromCharCode.apply(null, bytes.subarray(at, at + 32)), [view.getUint32(at + 32, true), view.getUint32(at + 36, true)]);
-  }
+  if (at + staged * 16 !== size) return null;
+  for (let i = 0; i < staged; i++, at += 16) c.staged.set(view.getFloat64(at, true), [view.getUint32(at + 8, true), view.getUint32(at + 12, true)]);
   return at === size ? c : null;
 }

@@ -27,12 +27,8 @@ const CHUNK_ENTRIES = 4096;
 export const MAX_MEMTABLE_ENTRIES = 2 ** 21;
 const TWO_32 = 2 ** 32;
 
-/** The fingerprint of a hash at `at` in `key`: two big-endian u32 words. */
-export function fingerprint(key, at) {
-  const hi = ((key[at] << 24) | (key[at + 1] << 16) | (key[at + 2] << 8) | key[at + 3]) >>> 0;
-  const lo = ((key[at + 4] << 24) | (key[at + 5] << 16) | (key[at + 6] << 8) | key[at + 7]) >>> 0;
-  return [hi, lo];
-}
+/** The big-endian u32 at `at`: a fingerprint is the words at a hash's bytes 0 and 4. */
+export const word = (bytes, at) => ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
 
 /** The two location words of a record at `offset` of `length` bytes. */
 export function location(offset, length) {
@@ -171,8 +167,13 @@ export class Memtable {
  * MERGE_FAN_IN runs of level n.
  */
 export class Run {
+  /** @param {{id: number, level: number, count: number, handle: any}} run */
   constructor({ id, level, count, handle }) {
-    Object.assign(this, { id, level, count, handle });
+    this.id = id;
+    this.level = level;
+    this.count = count;
+    /** @type {import('../opfs-store.mjs').SyncHandle} */
+    this.handle = handle;
   }
 
   get pages() {

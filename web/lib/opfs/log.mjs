@@ -52,17 +52,15 @@ export function hashOffset(key) {
 
 export const isStagedKey = (key) => key.length === STAGED_KEY_BYTES && startsWith(key, STAGING_PREFIX);
 
-/** The staged hash of a staging key, as a string key for a Map (one char per byte). */
-export function stagedName(key) {
-  return String.fromCharCode.apply(null, key.subarray(STAGING_PREFIX.length));
-}
-
-/** The staging key of a stagedName. */
-export function stagedKey(name) {
-  const key = new Uint8Array(STAGED_KEY_BYTES);
-  key.set(STAGING_PREFIX);
-  for (let i = 0; i < 32; i++) key[STAGING_PREFIX.length + i] = name.charCodeAt(i);
-  return key;
+/**
+ * A staged node's name in the staging table: 53 bits of its hash, at `at` in `bytes` (where
+ * the staging key starts). Two live staged nodes sharing them (~10^-8 per sync) would cost
+ * one of them a fetch again, never a wrong answer: a staged record carries its whole key.
+ */
+export function stagedName(bytes, at) {
+  const h = at + STAGING_PREFIX.length;
+  const hi = ((bytes[h] << 24) | (bytes[h + 1] << 16) | (bytes[h + 2] << 8) | bytes[h + 3]) >>> 0;
+  return hi * 2 ** 21 + (((bytes[h + 4] << 13) | (bytes[h + 5] << 5) | (bytes[h + 6] >>> 3)) & 0x1fffff);
 }
 
 /** The first 8 bytes of SHA-256: detects a torn or foreign frame, not an adversary. */
@@ -73,50 +71,85 @@ export async function checksum(bytes) {
 const equal8 = (a, b) => a.length === 8 && b.length === 8 && a.every((x, i) => x === b[i]);
 
 /**
- * Lays out one batch as a frame in `buffer` (grown when too small). Validates every key first:
- * a key of no known shape or a value too large throws before anything is encoded.
- * Returns the frame's bytes before the trailer and, for each operation, where its record
- * starts within the frame (`at`), with its kind and key: the caller indexes them at the frame's
- * file offset.
- * @param {{bytes: Uint8Array}} buffer reusable encoding space
+ * A frame's operations, as typed arrays over its bytes: operation i is of kind `kinds[i]`,
+ * its record starts at `ats[i]` within `bytes` (kind, key length, value length, key, value)
+ * and is `lengths[i]` bytes long.
+ * @typedef {{bytes: Uint8Array, count: number, kinds: Uint8Array, ats: Uint32Array, lengths: Uint32Array}} Frame
+ */
+
+/** Reusable encoding space: the frame's bytes and its operation table, grown when too small. */
+export class FrameBuffer {
+  constructor() {
+    this.bytes = new Uint8Array(1 << 16);
+    this.kinds = new Uint8Array(1024);
+    this.ats = new Uint32Array(1024);
+    this.lengths = new Uint32Array(1024);
+  }
+
+  reserve(size, count) {
+    if (this.bytes.length < size) this.bytes = new Uint8Array(Math.max(size, this.bytes.length * 2));
+    if (this.kinds.length < count) {
+      const n = Math.max(count, this.kinds.length * 2);
+      this.kinds = new Uint8Array(n);
+      this.ats = new Uint32Array(n);
+      this.lengths = new Uint32Array(n);
+    }
+  }
+}
+
+const recordBytes = (key, value) => {
+  const length = OP_HEADER_BYTES + key.length + value.length;
+  if (key.length > 255 || length > MAX_RECORD_BYTES) throw storeError('BAD_VALUE', `a record of ${length} bytes (key ${key.length}) is larger than the OPFS store takes (${MAX_RECORD_BYTES} bytes)`);
+  return length;
+};
+
+/**
+ * Lays out one batch as a frame in `buffer`. Checks every key first: a key of no known shape,
+ * or a value too large, throws before anything is encoded. Returns the frame up to its
+ * trailer, with its operation table.
+ * @param {FrameBuffer} buffer
  * @param {number} batch the frame's batch number
+ * @returns {Frame}
  */
 export function encodeFrame(buffer, batch, puts, deletes, progressKey, progress) {
   let size = HEADER_BYTES;
-  const ops = [];
-  const add = (kind, key, value) => {
-    const length = OP_HEADER_BYTES + key.length + value.length;
-    if (key.length > 255 || length > MAX_RECORD_BYTES) throw storeError('BAD_VALUE', `a record of ${length} bytes (key ${key.length}) is larger than the OPFS store takes (${MAX_RECORD_BYTES} bytes)`);
-    ops.push({ kind, key, value, at: size, length });
-    size += length;
-  };
   for (const [key, value] of puts) {
-    if (isStagedKey(key)) add(STAGE, key, value);
-    else if (hashOffset(key) >= 0) add(PUT, key, value);
-    else throw storeError('BAD_KEY', `the OPFS store keeps trie nodes (32-byte keys), code ("c" + 32 bytes) and staged nodes; got a ${key.length}-byte key`);
+    if (!isStagedKey(key) && hashOffset(key) < 0) throw storeError('BAD_KEY', `the OPFS store keeps trie nodes (32-byte keys), code ("c" + 32 bytes) and staged nodes; got a ${key.length}-byte key`);
+    size += recordBytes(key, value);
   }
-  const none = new Uint8Array(0);
   for (const key of deletes) {
     // The engine deletes only from the staging area; the main keyspace is append-only.
     if (!isStagedKey(key)) throw storeError('BAD_KEY', `the OPFS store deletes only staged nodes; got a ${key.length}-byte key`);
-    add(UNSTAGE, key, none);
+    size += OP_HEADER_BYTES + key.length;
   }
-  add(PROGRESS, progressKey, progress);
-  if (buffer.bytes.length < size) buffer.bytes = new Uint8Array(Math.max(size, buffer.bytes.length * 2));
+  size += recordBytes(progressKey, progress);
+  const count = puts.length + deletes.length + 1;
+  buffer.reserve(size, count);
+  const { kinds, ats, lengths } = buffer;
   const bytes = buffer.bytes.subarray(0, size);
   const view = new DataView(bytes.buffer, bytes.byteOffset, size);
+  let at = HEADER_BYTES;
+  let i = 0;
+  const put = (kind, key, value) => {
+    const length = OP_HEADER_BYTES + key.length + (value ? value.length : 0);
+    bytes[at] = kind;
+    bytes[at + 1] = key.length;
+    view.setUint32(at + 2, value ? value.length : 0, true);
+    bytes.set(key, at + OP_HEADER_BYTES);
+    if (value) bytes.set(value, at + OP_HEADER_BYTES + key.length);
+    kinds[i] = kind;
+    ats[i] = at;
+    lengths[i++] = length;
+    at += length;
+  };
+  for (const [key, value] of puts) put(key.length === STAGED_KEY_BYTES ? STAGE : PUT, key, value);
+  for (const key of deletes) put(UNSTAGE, key, null);
+  put(PROGRESS, progressKey, progress);
   view.setUint32(0, FRAME_MAGIC, true);
   view.setUint32(4, size - HEADER_BYTES, true);
   view.setUint32(8, batch >>> 0, true);
-  view.setUint32(12, ops.length, true);
-  for (const op of ops) {
-    bytes[op.at] = op.kind;
-    bytes[op.at + 1] = op.key.length;
-    view.setUint32(op.at + 2, op.value.length, true);
-    bytes.set(op.key, op.at + OP_HEADER_BYTES);
-    bytes.set(op.value, op.at + OP_HEADER_BYTES + op.key.length);
-  }
-  return { bytes, ops };
+  view.setUint32(12, count, true);
+  return { bytes, count, kinds, ats, lengths };
 }
 
 /** The trailer for a frame's bytes (header and payload) and their checksum. */
@@ -146,10 +179,10 @@ export function frameLengthFromTrailer(trailer) {
 }
 
 /**
- * Checks a whole frame (header, payload, trailer) and decodes it: `{ batch, ops }` with each
- * operation's kind, key, value (views into `frame`) and offset within the frame, or null when
- * the frame is torn or corrupt (its commit marker, length or checksum does not hold, or an
- * operation runs past the payload).
+ * Checks a whole frame (header, payload, trailer) and decodes its operation table, or null
+ * when the frame is torn or corrupt (its commit marker, length or checksum does not hold, or
+ * an operation runs past the payload).
+ * @returns {Promise<(Frame & {batch: number}) | null>}
  */
 export async function decodeFrame(frame) {
   const length = frameLength(frame);
@@ -159,21 +192,32 @@ export async function decodeFrame(frame) {
   if (!equal8(await checksum(frame.subarray(0, payloadEnd)), frame.subarray(payloadEnd, payloadEnd + 8))) return null;
   const view = new DataView(frame.buffer, frame.byteOffset, length);
   const count = view.getUint32(12, true);
-  const ops = [];
+  if (count > (payloadEnd - HEADER_BYTES) / OP_HEADER_BYTES) return null;
+  const kinds = new Uint8Array(count);
+  const ats = new Uint32Array(count);
+  const lengths = new Uint32Array(count);
   let at = HEADER_BYTES;
   for (let i = 0; i < count; i++) {
     if (at + OP_HEADER_BYTES > payloadEnd) return null;
-    const kind = frame[at];
-    const keyLength = frame[at + 1];
-    const valueLength = view.getUint32(at + 2, true);
-    const end = at + OP_HEADER_BYTES + keyLength + valueLength;
+    const end = at + OP_HEADER_BYTES + frame[at + 1] + view.getUint32(at + 2, true);
     if (end > payloadEnd) return null;
-    const key = frame.subarray(at + OP_HEADER_BYTES, at + OP_HEADER_BYTES + keyLength);
-    ops.push({ kind, key, value: frame.subarray(at + OP_HEADER_BYTES + keyLength, end), at, length: end - at });
+    kinds[i] = frame[at];
+    ats[i] = at;
+    lengths[i] = end - at;
     at = end;
   }
   if (at !== payloadEnd) return null;
-  return { batch: view.getUint32(8, true), ops };
+  return { batch: view.getUint32(8, true), bytes: frame, count, kinds, ats, lengths };
+}
+
+/** The value of a frame's last progress record, copied, or null. */
+export function progressOf(frame) {
+  for (let i = frame.count - 1; i >= 0; i--) {
+    if (frame.kinds[i] !== PROGRESS) continue;
+    const at = frame.ats[i];
+    return frame.bytes.slice(at + OP_HEADER_BYTES + frame.bytes[at + 1], at + frame.lengths[i]);
+  }
+  return null;
 }
 
 /**
