@@ -2,12 +2,13 @@
 // profile) runs web/bench/ for each state and prints one JSON line per state on stdout.
 //
 //   node bench/browser.mjs --states genesis,synthetic:100000 [--repeat 3] [--repeat-large 1] [--batch-bytes N]
-//   node bench/browser.mjs --storage opfs --states synthetic:100000,synthetic:1000000 [--raw-idb-large]
+//   node bench/browser.mjs --storage opfs --states synthetic:100000,synthetic:1000000 [--raw-idb-large | --no-raw-idb]
 //
 // --storage opfs: the engine into the OPFS store in a Worker, against raw OPFS appends and raw
 // IndexedDB puts of the same batches and the engine alone (its memory store) in that Worker
 // (web/bench/opfs-worker.mjs); the raw
-// IndexedDB pass is left out for states over 500,000 items unless --raw-idb-large.
+// IndexedDB pass is left out for states over 500,000 items unless --raw-idb-large, and for all
+// with --no-raw-idb (npm run bench compares with the IndexedDB rows of the same run instead).
 //
 // States of more than 500,000 items are run --repeat-large times (a pass takes minutes).
 //
@@ -56,7 +57,7 @@ try {
   await page.evaluate(() => window.bench.ready);
   const version = context.browser()?.version() ?? null;
   for (const state of opfs ? states : []) {
-    const rawIndexedDb = !isLarge(state) || Boolean(args['raw-idb-large']);
+    const rawIndexedDb = !args['no-raw-idb'] && (!isLarge(state) || Boolean(args['raw-idb-large']));
     const times = isLarge(state) ? repeatLarge : repeat;
     log(`browser: ${state}: syncing into OPFS in a Worker, replaying raw OPFS appends (${times}x)${rawIndexedDb ? ' and raw IndexedDB puts (once)' : ''}`);
     const result = await page.evaluate((o) => window.bench.runOpfs(o), { state, genesisJson: state === 'genesis' ? genesisJson : undefined, repeat: times, batchBytes, rawIndexedDb });

@@ -147,7 +147,7 @@ if (want('browser')) {
   results.browser = jsonLines(lines);
   if (results.browser[0]?.chromium) results.machine.chromium = results.browser[0].chromium;
   const opfsLines = await step('browser: headless Chromium, OPFS store in a Worker', process.execPath, [
-    path.join(BENCH_DIR, 'browser.mjs'), '--storage', 'opfs', '--states', plan.opfsStates.join(','), '--repeat', String(repeat),
+    path.join(BENCH_DIR, 'browser.mjs'), '--storage', 'opfs', '--states', plan.opfsStates.join(','), '--repeat', String(repeat), ...(quick ? ['--no-raw-idb'] : []),
   ]);
   results.browserOpfs = jsonLines(opfsLines);
 }
