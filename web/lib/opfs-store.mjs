@@ -64,8 +64,12 @@ const READ_GAP_BYTES = 16 * 1024;
 const READ_SPAN_BYTES = 2 ** 20;
 /** How often a running store asks whether its directory is still there (site data cleared). */
 const PRESENCE_INTERVAL_MS = 1000;
-/** Opening waits this long for another context to let go of the store (a Worker being terminated). */
-const LOCK_ATTEMPTS = 30;
+/**
+ * Opening waits this long (10 s) for another context to let go of the store: a Worker just
+ * terminated (the package ends its Worker after each call) releases its handles a little
+ * later, more so on a busy machine.
+ */
+const LOCK_ATTEMPTS = 100;
 const LOCK_RETRY_MS = 100;
 
 const EMPTY = new Uint8Array(0);
