@@ -23,6 +23,7 @@ export type StateSyncErrorCode =
   | "BAD_ROOT"
   | "BAD_STORE"
   | "BAD_FRAME"
+  | "UNKNOWN_MESSAGE"
   | "BAD_GENESIS"
   | "ALREADY_STARTED"
   | "ROOT_MISMATCH"

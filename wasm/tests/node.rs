@@ -72,6 +72,14 @@ fn state_source_ignores_status_and_refuses_garbage_with_bad_frame() {
         .answer(&[0x0d, 0xff, 0x00], None, None)
         .expect_err("garbage");
     assert_eq!(code(&err), "BAD_FRAME");
+    // A message code this version does not define: refused with its own code, so a server
+    // can ignore it (later versions add messages) instead of closing the connection.
+    let err = source
+        .answer(&[0x21, 0xc0], None, None)
+        .expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
+    let err = requested_keys(&[0x21, 0xc0]).expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
     assert!(StateSource::from_genesis("{ not json").is_err());
 }
 
