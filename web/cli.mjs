@@ -13,7 +13,7 @@ import { WebSocket } from 'ws';
 
 import { openLevelStore, levelSource } from './leveldb-store.mjs';
 import { connectPeers } from './transport.mjs';
-import { startPeerServer, parseFaults } from './peer-server.mjs';
+import { startPeerServer, parseFaults, DEFAULT_LIMITS } from './peer-server.mjs';
 import { startStaticServer } from './static-server.mjs';
 import { JsonReporter, TextReporter, count, formatBytes, formatSeconds, shortHash } from './cli-report.mjs';
 
@@ -525,6 +525,13 @@ const FAULT_FLAGS = {
   'close-after': 'closeAfter',
 };
 
+/** serve's limit flags and the `startPeerServer` limits they set. */
+const LIMIT_FLAGS = {
+  'max-connections': 'maxConnections',
+  'max-in-flight': 'maxInFlight',
+  'max-queued-bytes': 'maxQueuedBytes',
+};
+
 const SERVE = {
   summary: 'serve a state to peers over WebSocket (genesis file, synthetic state or synced database)',
   usage: `usage: statesync serve (--genesis FILE | --synthetic ACCOUNTS[:SEED] | --db DIR [--root HASH]) [options]
@@ -545,6 +552,13 @@ options:
   --network-id N            network id in the Status frame (default 1)
   --json                    print 'listening' and final 'stats' as JSON lines
   -h, --help                this help
+
+limits (what one client may make the server hold; refusals are counted in the stats):
+  --max-connections N       open connections; more are refused with HTTP 503 (default ${DEFAULT_LIMITS.maxConnections})
+  --max-in-flight N         requests answered at once per connection; past it the
+                            connection is not read until one is sent (default ${DEFAULT_LIMITS.maxInFlight})
+  --max-queued-bytes N      answer bytes waiting for a client that does not read; past it
+                            answers wait, and so does reading (default ${DEFAULT_LIMITS.maxQueuedBytes})
 
 fault injection (a test peer; rates are probabilities per request, 0 to 1):
   --latency MS              delay before each answer
@@ -573,7 +587,7 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     json: { type: 'boolean' },
     faults: { type: 'string' },
     seed: { type: 'string' },
-    ...Object.fromEntries(Object.keys(FAULT_FLAGS).map((k) => [k, { type: 'string' }])),
+    ...Object.fromEntries([...Object.keys(FAULT_FLAGS), ...Object.keys(LIMIT_FLAGS)].map((k) => [k, { type: 'string' }])),
   },
   async run(values) {
     const sources = ['genesis', 'synthetic', 'db'].filter((k) => values[k] !== undefined);
@@ -593,6 +607,8 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
       const rate = flag.endsWith('-rate');
       faults[key] = number('serve', flag, values[flag], { max: rate ? 1 : Infinity, integer: !rate });
     }
+    const limits = {};
+    for (const [flag, key] of Object.entries(LIMIT_FLAGS)) limits[key] = number('serve', flag, values[flag], { min: 1 }) ?? DEFAULT_LIMITS[key];
     const synthetic = values.synthetic === undefined ? undefined : parseSynthetic('serve', values.synthetic);
     const root = values.root === undefined ? undefined : parseRoot(values.root);
     const reporter = reporterFor(values);
@@ -624,7 +640,7 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
 
     let server;
     try {
-      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, seed, log: (m) => reporter.warn(m) });
+      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, limits, seed, log: (m) => reporter.warn(m) });
     } catch (err) {
       await store?.close();
       throw new CliError(EXIT.FAILED, err.code ?? 'LISTEN', `cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${err.message}`);
@@ -645,7 +661,9 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     await server.close();
     await store?.close();
     const s = server.stats;
-    reporter.result({ type: 'stats', ...s, text: `stopped: ${s.connections} connections, ${s.requests} requests, ${s.answered} answered` });
+    const refused = Object.entries(s.refused).filter(([, n]) => n > 0);
+    const refusedText = refused.length ? `; refused: ${refused.map(([kind, n]) => `${count(n)} ${kind}`).join(', ')}` : '; refused nothing';
+    reporter.result({ type: 'stats', ...s, limits: server.limits, text: `stopped: ${count(s.connections)} connections, ${count(s.requests)} requests, ${count(s.answered)} answered${refusedText}` });
     return EXIT.OK;
   },
 };
