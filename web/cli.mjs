@@ -240,7 +240,7 @@ async function runSync(options, reporter, control = {}) {
     try {
       record = await engine.readProgress({ store });
     } catch (err) {
-      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `cannot read the progress record in ${db}: ${err.message}`);
+      throw storeError(store, err, `cannot read the progress record in ${db}`);
     }
     if (record && record.root !== root && !options.switchRoot) {
       throw new CliError(
@@ -416,10 +416,14 @@ async function runSync(options, reporter, control = {}) {
         throw new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
       case 'unreachable':
         throw new CliError(EXIT.UNREACHABLE, 'UNREACHABLE', `${control.unreachable}; ${stored}`, fields);
-      case 'store':
-        throw new CliError(EXIT.STORE, 'STORE', `writing to ${db} keeps failing (${outcome.message}); ${stored}`, fields);
+      case 'store': {
+        // The store's own diagnosis (a full disk, permissions) ends the line with what to do.
+        const failure = store.failure;
+        if (failure) throw new CliError(EXIT.STORE, failure.code, `${failure.reason}; ${stored}: ${failure.advice}`, fields);
+        throw new CliError(EXIT.STORE, 'STORE', `writing to ${db} keeps failing (${outcome.message}); ${stored}: fix the cause and run the same command again`, fields);
+      }
       default:
-        throw syncError(outcome.error, db);
+        throw syncError(outcome.error, db, store);
     }
   } finally {
     clearInterval(watchdog);
@@ -428,14 +432,24 @@ async function runSync(options, reporter, control = {}) {
   }
 }
 
+/**
+ * Exit 8 for a failed read or write: the store's diagnosis when it has one (what is wrong,
+ * then what to do), else `context` and the error, and the generic advice.
+ */
+function storeError(store, err, context) {
+  const failure = store.failure;
+  if (failure) return new CliError(EXIT.STORE, failure.code, `${failure.reason}: ${failure.advice}`);
+  return new CliError(EXIT.STORE, err?.code ?? 'STORE', `${context}: ${err?.message ?? err}; fix the cause and run the same command again`);
+}
+
 /** Maps a start() rejection to an exit code. */
-function syncError(err, db) {
+function syncError(err, db, store) {
   const code = err?.code ?? 'FAILED';
   const message = err?.message ?? String(err);
   if (code === 'ROOT_MISMATCH') return new CliError(EXIT.ROOT_MISMATCH, code, `${message} (the CLI flag is --switch-root)`);
   if (code === 'BAD_ROOT') return new CliError(EXIT.BAD_ROOT, code, message);
   if (code === 'STORE_BLOCKED') return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
-  if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, `storage failed: ${message}`);
+  if (code.startsWith('STORE_')) return storeError(store, err, 'storage failed');
   return new CliError(EXIT.FAILED, code, `sync failed: ${message}`);
 }
 
@@ -491,7 +505,7 @@ async function runVerify({ db, root }, reporter) {
         throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `the state under ${root} in ${db} is incomplete: ${err.message}${partial}`, { root });
       }
       if (err.code === 'BAD_ROOT') throw new CliError(EXIT.BAD_ROOT, err.code, err.message);
-      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}`);
+      throw storeError(store, err, `reading ${db} failed`);
     }
     return { fields: { root, db, ...stats, bytes: stats.nodeBytes + stats.codeBytes, elapsedMs: Date.now() - startedAt } };
   } finally {
