@@ -101,8 +101,17 @@ function peerUrls(command, values) {
 
 function parse(command, spec, argv) {
   const options = { help: { type: 'boolean', short: 'h' }, ...spec.options };
+  // parseArgs refuses '--option -1' as ambiguous (the value could be an option). A value
+  // that is a negative number is the option's: joined as '--option=-1', the number checks
+  // below say what range is allowed.
+  const args = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([^=]+)$/.exec(argv[i])?.[1];
+    if (options[name]?.type === 'string' && /^-\d|^-\.\d/.test(argv[i + 1] ?? '')) args.push(`${argv[i]}=${argv[++i]}`);
+    else args.push(argv[i]);
+  }
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+    return parseArgs({ args, options, allowPositionals: false, strict: true }).values;
   } catch (err) {
     // Node's messages carry advice about '--' after the first sentence; the first is the reason.
     const reason = String(err.message).split(/\.\s/)[0].replace(/\.$/, '');
