@@ -305,7 +305,7 @@ async fn cancel_resolves_start_with_phase_cancelled() {
     ]))
     .expect("valid");
     let started = sync.start();
-    wait_until(5_000, "the store to open", || sync.progress().is_object()).await;
+    wait_until("the store to open", || sync.progress().is_object()).await;
     sync.cancel();
     let done = wasm_bindgen_futures::JsFuture::from(started)
         .await
@@ -334,13 +334,13 @@ async fn cancel_settles_even_when_answers_and_lookups_land_while_the_flush_is_wr
         );
         let started = sync.start();
         connect_slow(&sync, 1, &source, 2);
-        wait_until(10_000, "a commit and a request in flight", || {
+        wait_until("a commit and a request in flight", || {
             let p = sync.progress();
             p.is_object() && number(&p, "committed") > 0.0 && number(&p, "requestsInFlight") > 0.0
         })
         .await;
         sync.cancel();
-        let done = settled_within(started, 2_000)
+        let done = settled_within(started, common::PATIENCE_MS)
             .await
             .unwrap_or_else(|| panic!("round {round}: start() did not settle after cancel"));
         assert_eq!(string(&done, "phase"), "cancelled");
