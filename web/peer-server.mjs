@@ -144,7 +144,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
     if (sockets >= l.maxConnections) {
       refuse('connections', `${sockets} open`);
       tcp.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      tcp.setTimeout(10_000, () => tcp.destroy()); // a client that never closes its side
+      tcp.setTimeout(60_000, () => tcp.destroy()); // a client that never closes its side
       return;
     }
     sockets++;
