@@ -67,6 +67,7 @@ export function discardStore() {
     get: (keys) => keys.map(() => null),
     write: () => {},
     readProgress: () => null,
+    scan: () => [],
   };
 }
 

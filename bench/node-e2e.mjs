@@ -70,6 +70,9 @@ if (!isMainThread) {
     processed: best.processed,
     committed_bytes: best.committedBytes,
     batches: best.batches,
+    largest_batch_items: best.largestBatchItems,
+    largest_batch_bytes: best.largestBatchBytes,
+    peak_unwritten_items: best.peakUnwrittenItems,
     items_per_sec: best.processed / (best.ms / 1000),
     mb_per_sec: best.committedBytes / 1e6 / (best.ms / 1000),
     runs_ms: runs.map((r) => r.ms),
@@ -90,7 +93,15 @@ if (!isMainThread) {
       const ms = performance.now() - started;
       // Not freed here: the sockets' close events still reach it (removePeer); the GC frees it.
       if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
-      return { ms, processed: progress.processed, committedBytes: progress.committedBytes, batches: store.writes };
+      return {
+        ms,
+        processed: progress.processed,
+        committedBytes: progress.committedBytes,
+        batches: store.writes,
+        largestBatchItems: progress.largestBatchItems,
+        largestBatchBytes: progress.largestBatchBytes,
+        peakUnwrittenItems: progress.peakUnwrittenItems,
+      };
     } finally {
       transport?.close();
       await store.close();

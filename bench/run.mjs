@@ -8,7 +8,7 @@
 //   node bench/run.mjs --from bench/results.json [--markdown]   re-print a saved table
 //
 // Options: --repeat N (best of N; default 3, quick 1), --out FILE (default bench/results.json,
-// quick: bench/results-quick.json), --only native,wasm,e2e,browser,latency,sim (a subset),
+// quick: bench/results-quick.json), --only native,wasm,e2e,cli,browser,latency,sim (a subset),
 // --cargo-profile NAME (the Cargo profile of the Rust benches: default release; the smoke
 // test uses test, which reuses what `cargo test` compiled), --markdown (the table as Markdown),
 // --no-build (do not run scripts/build-wasm.sh first).
@@ -49,6 +49,7 @@ const plan = quick
       wasmStates: ['genesis', 'synthetic:10000', 'synthetic:40000'],
       memorySizes: [10_000, 40_000],
       e2eStates: ['genesis', 'synthetic:10000'],
+      cliStates: ['10000:7', '30000:5'],
       browserStates: ['genesis'],
       latencyStates: ['synthetic:10000'],
       inFlight: [1, 4],
@@ -60,6 +61,8 @@ const plan = quick
       wasmStates: ['genesis', 'synthetic:100000', 'synthetic:1000000', 'synthetic:4000000'],
       memorySizes: [100_000, 1_000_000, 4_000_000],
       e2eStates: ['genesis', 'synthetic:100000'],
+      // The CLI from a fast local peer: 279,208 and 850,337 items (the durability issue's states).
+      cliStates: ['100000:7', '300000:5'],
       browserStates: ['genesis', 'synthetic:100000'],
       latencyStates: ['synthetic:100000', 'synthetic:1000000'],
       inFlight: [1, 2, 4, 8, 16],
@@ -84,6 +87,7 @@ const results = {
   native: [],
   wasm: [],
   e2e: [],
+  cli: [],
   browser: [],
   sim: null,
   rows: [],
@@ -123,6 +127,13 @@ if (want('e2e')) {
     ]);
     results.e2e.push(...jsonLines(lines));
   }
+}
+
+if (want('cli')) {
+  const lines = await step('the CLI from a fast local peer: peak RSS, largest batch and lag', process.execPath, [
+    path.join(BENCH_DIR, 'cli-durability.mjs'), '--states', plan.cliStates.join(','),
+  ]);
+  results.cli = jsonLines(lines);
 }
 
 if (want('browser')) {
@@ -278,6 +289,24 @@ function buildRows(r) {
   for (const e of r.e2e) {
     row('Node e2e: WebSockets → LevelDB', e.state, e.items_per_sec, 'items/s');
     row('Node e2e: WebSockets → LevelDB', e.state, e.mb_per_sec, 'MB/s');
+    if (e.largest_batch_items !== undefined) {
+      row('Node e2e: largest batch (ops)', e.state, e.largest_batch_items, 'ops');
+      row('Node e2e: largest batch (bytes)', e.state, e.largest_batch_bytes / 1e6, 'MB');
+      row('Node e2e: largest durability lag', e.state, e.peak_unwritten_items, 'items');
+    }
+  }
+  // The CLI as users run it: memory and durability.
+  for (const c of r.cli) {
+    row('CLI sync, 1 fast peer: peak RSS', c.state, c.max_rss_bytes / 2 ** 20, 'MiB');
+    row('CLI sync, 1 fast peer', c.state, c.items_per_sec, 'items/s');
+    row('CLI sync: largest batch (ops)', c.state, c.largest_batch_items, 'ops');
+    row('CLI sync: largest batch (bytes)', c.state, c.largest_batch_bytes / 1e6, 'MB');
+    row('CLI sync: largest durability lag', c.state, c.peak_unwritten_items, 'items');
+  }
+  if (r.cli.length >= 2) {
+    const [a, b] = [r.cli[0], r.cli[r.cli.length - 1]];
+    const growth = b.max_rss_bytes / a.max_rss_bytes;
+    row(`CLI peak RSS growth: ${a.items} → ${b.items} items`, `${a.state} → ${b.state}`, growth, '×', growth, { op: '<=', value: 1.3 }, { ratio_of: 'peak RSS / peak RSS' });
   }
   // The browser.
   for (const b of r.browser) {
@@ -321,6 +350,7 @@ function formatFigure(value, unit) {
   if (value === null || value === undefined || !Number.isFinite(value)) return '—';
   if (unit === 'items/s' || unit === 'items/virtual s') return Math.round(value).toLocaleString('en-US');
   if (unit === '×') return value.toFixed(2);
+  if (unit === 'ops' || unit === 'items') return Math.round(value).toLocaleString('en-US');
   return value.toFixed(1);
 }
 

@@ -37,16 +37,34 @@ export const formatSeconds = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(m
 /** "0xd7f8974f…0544". */
 export const shortHash = (h) => (h && h.length > 20 ? `${h.slice(0, 10)}…${h.slice(-4)}` : h);
 
+/**
+ * The completed share as a percentage with one decimal, rounded down: it reads 100.0 % only
+ * when the sync is done.
+ */
+export function percent(p) {
+  if (p.phase === 'done') return '100.0%';
+  return `${(Math.floor(1000 * Math.min(1, Math.max(0, p.fraction ?? 0))) / 10).toFixed(1)}%`;
+}
+
+/** Items durable in the store: complete subtries plus verified items staged for later. */
+export const storedItems = (p) => (p.committed ?? 0) + (p.staged ?? 0);
+
 /** The figures a progress line shows, from a Progress event (core/src/progress.rs). */
 export function progressLine(p, { width = 80, peers } = {}) {
-  const pct = `${(100 * (p.fraction ?? 0)).toFixed(1).padStart(5)}%`;
-  const eta = p.phase === 'done' ? 'done' : `ETA ${p.etaMs == null ? '?' : formatDuration(p.etaMs)}`;
+  const pct = percent(p).padStart(6);
+  const stalled = p.phase === 'stalled';
+  const eta = p.phase === 'done' ? 'done' : stalled ? 'ETA unknown' : `ETA ${p.etaMs == null ? '?' : formatDuration(p.etaMs)}`;
   const rate = `${count(p.itemsPerSec)} nodes/s`;
-  const stored = `${count(p.committed)} stored (${formatBytes(p.committedBytes)})`;
+  const fetched = `${count(p.processed)} fetched${p.restored ? ` (+${count(p.restored)} kept)` : ''}`;
+  const stored = `${count(storedItems(p))} stored (${formatBytes((p.committedBytes ?? 0) + (p.stagedBytes ?? 0))})`;
   const peerCount = peers ?? p.peers?.length ?? 0;
   const peerText = `${peerCount} peer${peerCount === 1 ? '' : 's'}`;
-  const phase = p.phase && !['syncing', 'done'].includes(p.phase) ? ` · ${p.phase}` : '';
-  const tail = ` ${eta} · ${rate} · ${stored} · ${peerText}${phase}`;
+  const phase = stalled
+    ? ` · stalled${p.unservable ? `: ${plural(p.unservable, "item")} no peer can serve` : ': no usable peer'}`
+    : p.phase && !['syncing', 'done'].includes(p.phase)
+      ? ` · ${p.phase}`
+      : '';
+  const tail = ` ${eta} · ${rate} · ${fetched} · ${stored} · ${peerText}${phase}`;
   const barWidth = Math.max(10, Math.min(30, width - pct.length - tail.length - 4));
   const filled = Math.round(barWidth * Math.min(1, Math.max(0, p.fraction ?? 0)));
   const bar = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
@@ -152,10 +170,12 @@ export class TextReporter {
         return;
       }
       case 'stalled':
-        // Before any peer has a head this is just the start; the watchdog reports no peers.
-        if (!e.unservable || !e.peers || Date.now() - (this.lastStalled ?? 0) < 10_000) return;
-        this.lastStalled = Date.now();
-        this.line(`waiting: ${plural(e.unservable, 'item')} no connected peer can serve (${plural(e.peers, 'peer')} connected); retrying`);
+        // The engine tells a stall once, after the peers have had time to connect.
+        if (e.unservable) {
+          this.line(`stalled: ${plural(e.unservable, 'item')} no connected peer can serve (the first is ${e.first}; ${plural(e.peers, 'peer')} connected); everything verified is written, waiting for a peer that has them`);
+        } else {
+          this.line(`stalled: no usable peer (${plural(e.peers, 'peer')} with a valid Status); waiting for peers`);
+        }
         return;
       case 'rootSwitched':
         this.line(`switched the target root from ${e.from} to ${e.to}; stored data is kept`);

@@ -32,6 +32,7 @@ export const EXIT = Object.freeze({
   LOCKED: 6, // the database is locked by another process
   INCOMPLETE: 7, // verify found a gap
   STORE: 8, // the database cannot be opened, read or written
+  STALLED: 9, // no peer could serve what is left for --stall-timeout; everything verified was written
   INTERRUPTED: 130, // SIGINT: the current batch was flushed; run again to resume
 });
 
@@ -82,6 +83,12 @@ function number(command, name, value, { min = 0, max = Infinity, integer = true 
     throw usageError(command, `--${name} needs ${range}, got "${value}"`);
   }
   return n;
+}
+
+/** A duration in seconds as milliseconds; 0 or absent is `undefined` (no limit). */
+function secondsOption(command, name, value) {
+  const seconds = number(command, name, value, { integer: false });
+  return seconds ? Math.round(seconds * 1000) : undefined;
 }
 
 function peerUrls(command, values) {
@@ -150,7 +157,12 @@ options:
   --switch-root           the database holds a sync towards another root: sync it towards
                           --root instead, keeping (and skipping) everything stored
   --json                  one JSON object per line per event instead of the progress bar
-  --batch-bytes N         bytes of verified data per atomic write batch (default 1048576)
+  --batch-bytes N         bytes per atomic write batch at most (default 1048576); also the
+                          most verified data held unwritten, i.e. what a crash can lose
+  --batch-items N         puts per write batch at most (default 8192)
+  --stall-timeout S       exit 9 after S seconds in which no connected peer could serve what
+                          is left, naming the first missing item; everything verified is
+                          written first (default: wait for peers forever)
   --max-in-flight N       requests outstanding per peer (default 4)
   --max-items N           items per request, at most 1024 (default 384)
   --connect-timeout S     exit 4 when no peer is connected for S seconds (default 10;
@@ -160,7 +172,7 @@ options:
 
 exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
 5 database synced towards another root, 6 database locked, 8 storage error,
-130 interrupted (resumable), 1 anything else`,
+9 stalled past --stall-timeout (resumable), 130 interrupted (resumable), 1 anything else`,
   options: {
     peer: { type: 'string', multiple: true },
     root: { type: 'string' },
@@ -168,6 +180,8 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
     'switch-root': { type: 'boolean' },
     json: { type: 'boolean' },
     'batch-bytes': { type: 'string' },
+    'batch-items': { type: 'string' },
+    'stall-timeout': { type: 'string' },
     'max-in-flight': { type: 'string' },
     'max-items': { type: 'string' },
     'connect-timeout': { type: 'string' },
@@ -182,6 +196,8 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
       db: values.db,
       switchRoot: Boolean(values['switch-root']),
       batchBytes: number('sync', 'batch-bytes', values['batch-bytes'], { min: 1 }),
+      batchItems: number('sync', 'batch-items', values['batch-items'], { min: 1 }),
+      stallTimeoutMs: secondsOption('sync', 'stall-timeout', values['stall-timeout']),
       maxInFlight: number('sync', 'max-in-flight', values['max-in-flight'], { min: 1 }),
       maxItems: number('sync', 'max-items', values['max-items'], { min: 1, max: 1024 }),
       connectTimeoutMs: 1000 * (number('sync', 'connect-timeout', values['connect-timeout'], { integer: false }) ?? 10),
@@ -204,7 +220,7 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 4 no peer reachable,
 /** Human summary of a finished sync. */
 function syncSummary({ fields: f }) {
   const lines = [`synced ${f.root} into ${f.db} in ${formatSeconds(f.elapsedMs)}`];
-  lines.push(`  ${count(f.committed)} items stored (${formatBytes(f.committedBytes)}); this run fetched ${count(f.processed)}` + (f.skipped ? `, skipped ${count(f.skipped)} subtries already stored` : '') + `, ${count(f.duplicate)} duplicate, ${count(f.unexpected)} unexpected`);
+  lines.push(`  ${count(f.committed)} items stored (${formatBytes(f.committedBytes)}); this run fetched ${count(f.processed)}` + (f.restored ? `, took ${count(f.restored)} verified items back from the last run` : '') + (f.skipped ? `, skipped ${count(f.skipped)} subtries already stored` : '') + `, ${count(f.duplicate)} duplicate, ${count(f.unexpected)} unexpected`);
   if (f.processed === 0) lines.push('  (the database already held the complete state: nothing to fetch)');
   return lines.join('\n');
 }
@@ -265,7 +281,8 @@ async function runSync(options, reporter, control = {}) {
     } else if (record?.complete) {
       reporter.info(`${db} already holds the complete state under ${root}: checking the root and finishing`, { resumed: true, storedItems: record.committedItems });
     } else if (record) {
-      reporter.info(`resuming: ${db} already holds ${count(record.committedItems)} items (${formatBytes(record.committedBytes)}) of ${root}`, { resumed: true, storedItems: record.committedItems });
+      const staged = record.stagedItems ? ` and ${count(record.stagedItems)} verified items of unfinished subtries` : '';
+      reporter.info(`resuming: ${db} already holds ${count(record.committedItems)} items (${formatBytes(record.committedBytes)})${staged} of ${root}`, { resumed: true, storedItems: record.committedItems + (record.stagedItems ?? 0), committedItems: record.committedItems, stagedItems: record.stagedItems ?? 0 });
     } else {
       reporter.info(`syncing ${root} into ${db} from ${options.peers.length} peer${options.peers.length === 1 ? '' : 's'}`, { resumed: false });
     }
@@ -326,6 +343,8 @@ async function runSync(options, reporter, control = {}) {
         store,
         switchRoot: options.switchRoot,
         batchBytes: options.batchBytes,
+        batchItems: options.batchItems,
+        stallTimeoutMs: options.stallTimeoutMs,
         maxInFlight: options.maxInFlight,
         maxItemsPerRequest: options.maxItems,
         progressIntervalMs: options.progressIntervalMs ?? (reporter instanceof TextReporter && reporter.tty ? 250 : 500),
@@ -406,6 +425,7 @@ async function runSync(options, reporter, control = {}) {
           root,
           db,
           processed: p.processed,
+          restored: p.restored,
           committed: p.committed,
           committedBytes: p.committedBytes,
           skipped: p.skipped,
@@ -418,8 +438,9 @@ async function runSync(options, reporter, control = {}) {
       };
     }
     const last = await engine.readProgress({ store }).catch(() => null);
-    const stored = last ? `${count(last.committedItems)} items (${formatBytes(last.committedBytes)}) stored in ${db}` : `nothing stored in ${db} yet`;
-    const fields = { committed: last?.committedItems ?? 0, processed: outcome.progress?.processed ?? latest?.processed ?? 0 };
+    const storedItems = (last?.committedItems ?? 0) + (last?.stagedItems ?? 0);
+    const stored = last ? `${count(storedItems)} items (${formatBytes(last.committedBytes + (last.stagedBytes ?? 0))}) stored in ${db}` : `nothing stored in ${db} yet`;
+    const fields = { committed: last?.committedItems ?? 0, staged: last?.stagedItems ?? 0, processed: outcome.progress?.processed ?? latest?.processed ?? 0 };
     switch (outcome.kind) {
       case 'interrupted':
         throw new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
@@ -432,7 +453,7 @@ async function runSync(options, reporter, control = {}) {
         throw new CliError(EXIT.STORE, 'STORE', `writing to ${db} keeps failing (${outcome.message}); ${stored}: fix the cause and run the same command again`, fields);
       }
       default:
-        throw syncError(outcome.error, db, store);
+        throw syncError(outcome.error, db, stored, fields, store);
     }
   } finally {
     clearInterval(watchdog);
@@ -452,9 +473,12 @@ function storeError(store, err, context) {
 }
 
 /** Maps a start() rejection to an exit code. */
-function syncError(err, db, store) {
+function syncError(err, db, stored = '', fields = {}, store = {}) {
   const code = err?.code ?? 'FAILED';
   const message = err?.message ?? String(err);
+  if (code === 'STALLED') {
+    return new CliError(EXIT.STALLED, code, `${message}; everything verified is written (${stored}): run the same command again when a peer that has ${err.first ?? 'the rest'} is available`, { ...fields, first: err.first, unservable: err.unservable });
+  }
   if (code === 'ROOT_MISMATCH') return new CliError(EXIT.ROOT_MISMATCH, code, `${message} (the CLI flag is --switch-root)`);
   if (code === 'BAD_ROOT') return new CliError(EXIT.BAD_ROOT, code, message);
   if (code === 'STORE_BLOCKED') return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
@@ -859,6 +883,7 @@ exit codes:
   6    the database is locked by another process
   7    verify: the stored state is incomplete
   8    the database cannot be opened, read or written
+  9    stalled past --stall-timeout: no peer could serve what is left (resumable)
   130  interrupted by Ctrl-C after flushing; run the same command again to resume`;
 
 export async function main(argv) {
@@ -887,7 +912,16 @@ export async function main(argv) {
   }
 }
 
-if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** Whether this file is the program node runs (not a module another one imports). */
+function isMain() {
+  try {
+    return Boolean(process.argv[1]) && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false; // argv[1] is no file: node -e, a REPL
+  }
+}
+
+if (isMain()) {
   const code = await main(process.argv.slice(2));
   process.stdout.write('', () => process.exit(code));
 }

@@ -1,6 +1,8 @@
 // LevelDB storage for the Node.js tool (classic-level), in geth's hash scheme: a trie node
 // under its 32-byte hash, code under "c" || hash, the progress record under its own key, all
-// in one keyspace (DESIGN.md, "Store layout").
+// in one keyspace (DESIGN.md, "Store layout"). Verified nodes whose subtries are not complete
+// yet live apart under "statesync-staged-" || hash (49-byte keys, never a geth key) until the
+// batch that stores them completes them.
 //
 //   const store = await openLevelStore('./statesync-data');
 //   new StateSync({ root, store, ... });   // the JS store interface of wasm/src/store/js.rs
@@ -169,19 +171,37 @@ export class LevelStore {
     return values.map((v) => v ?? null);
   }
 
-  /** One atomic LevelDB write batch: every put of a commit and the progress record it advances. */
-  async write(puts, progressKey, progress) {
-    const ops = new Array(puts.length + 1);
+  /**
+   * One atomic LevelDB write batch: every put and delete of a commit (main keyspace and
+   * staging area) and the progress record it advances.
+   */
+  async write(puts, deletes, progressKey, progress) {
+    const ops = new Array(puts.length + deletes.length + 1);
     let bytes = 0;
-    for (let i = 0; i < puts.length; i++) {
-      const [key, value] = puts[i];
-      ops[i] = { type: 'put', key, value };
+    let i = 0;
+    for (const [key, value] of puts) {
+      ops[i++] = { type: 'put', key, value };
       bytes += value.length;
     }
-    ops[puts.length] = { type: 'put', key: progressKey, value: progress };
+    for (const key of deletes) ops[i++] = { type: 'del', key };
+    ops[i] = { type: 'put', key: progressKey, value: progress };
     await this.db.batch(ops).catch((err) => classify(err, this));
     this.writes++;
     this.writtenBytes += bytes;
+    this.largestBatch = Math.max(this.largestBatch ?? 0, ops.length - 1);
+  }
+
+  /** Every [key, value] whose key starts with `prefix` (the staging area on resume). */
+  async scan(prefix) {
+    const end = Uint8Array.from(prefix);
+    end[end.length - 1]++; // the prefixes used here never end in 0xff
+    const entries = [];
+    try {
+      for await (const entry of this.db.iterator({ gte: prefix, lt: end })) entries.push(entry);
+    } catch (err) {
+      await classify(err, this);
+    }
+    return entries;
   }
 
   async readProgress(progressKey) {

@@ -54,6 +54,8 @@ pub use hash::{keccak256, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
 pub use nibbles::Nibbles;
 pub use node::{NodeError, TrieNode};
 pub use progress::{Progress, ProgressRecord};
-pub use scheduler::{HashedBlob, ProcessError, Scheduler, SchedulerConfig, SyncMode, Task};
+pub use scheduler::{
+    BatchLimit, Cut, HashedBlob, ProcessError, Scheduler, SchedulerConfig, SyncMode, Task,
+};
 pub use state::{BuiltState, GenesisAccount, StateBuilder};
 pub use store::{CommitBatch, ItemKind, MemoryStore, StoreKey};

@@ -9,8 +9,8 @@ use thiserror::Error;
 use crate::hash::H256;
 use crate::rlp_items::{self, RlpError};
 
-/// Version of the persisted progress record.
-pub const PROGRESS_RECORD_VERSION: u64 = 1;
+/// Version of the persisted progress record. Version 1 (no staging area) is still read.
+pub const PROGRESS_RECORD_VERSION: u64 = 2;
 
 /// The store's meta record, written in the same transaction as the batch it describes (I3).
 /// It survives crashes, so a restarted sync knows its target and totals.
@@ -23,9 +23,12 @@ pub const PROGRESS_RECORD_VERSION: u64 = 1;
 pub struct ProgressRecord {
     /// The root being synced towards.
     pub root: H256,
-    /// Items (nodes and code) written by all sessions so far.
+    /// Items (nodes and code) in the main keyspace, written by all sessions so far.
     pub committed_items: u64,
     pub committed_bytes: u64,
+    /// Verified nodes in the staging area now: their subtries were not complete yet.
+    pub staged_items: u64,
+    pub staged_bytes: u64,
     /// Whether everything under `root` is stored.
     pub complete: bool,
 }
@@ -44,27 +47,54 @@ pub enum RecordError {
 
 impl ProgressRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = RlpStream::new_list(5);
+        let mut s = RlpStream::new_list(7);
         s.append(&PROGRESS_RECORD_VERSION);
         s.append(&self.root.0.as_slice());
         s.append(&self.committed_items);
         s.append(&self.committed_bytes);
         s.append(&u64::from(self.complete));
+        s.append(&self.staged_items);
+        s.append(&self.staged_bytes);
         s.out().to_vec()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<ProgressRecord, RecordError> {
-        let [version, root, items, bytes_, complete] =
-            rlp_items::exactly_one(bytes)?.list()?.exactly::<5>()?;
-        let version = version.u64()?;
-        if version != PROGRESS_RECORD_VERSION {
-            return Err(RecordError::Version { got: version });
-        }
+        let list = rlp_items::exactly_one(bytes)?.list()?;
+        let version = match list.clone().next() {
+            Some(item) => item?.u64()?,
+            None => {
+                return Err(RlpError::WrongItemCount {
+                    got: 0,
+                    expected: 7,
+                }
+                .into())
+            }
+        };
+        let (head, staged) = match version {
+            // Written before the staging area existed: nothing is staged.
+            1 => (list.exactly::<5>()?, None),
+            PROGRESS_RECORD_VERSION => {
+                let [v, root, items, bytes_, complete, staged, staged_bytes] =
+                    list.exactly::<7>()?;
+                (
+                    [v, root, items, bytes_, complete],
+                    Some((staged, staged_bytes)),
+                )
+            }
+            got => return Err(RecordError::Version { got }),
+        };
+        let [_, root, items, bytes_, complete] = head;
         let root = root.string()?;
+        let (staged_items, staged_bytes) = match staged {
+            Some((items, bytes_)) => (items.u64()?, bytes_.u64()?),
+            None => (0, 0),
+        };
         Ok(ProgressRecord {
             root: H256::from_slice(root).ok_or(RecordError::BadRoot { got: root.len() })?,
             committed_items: items.u64()?,
             committed_bytes: bytes_.u64()?,
+            staged_items,
+            staged_bytes,
             complete: complete.u64()? != 0,
         })
     }
@@ -126,11 +156,25 @@ pub struct Progress {
     pub fraction: f64,
     /// Estimated time left, once the rate is known.
     pub eta_ms: Option<u64>,
-    /// Items verified and accepted in this session.
+    /// Items fetched from peers, verified and accepted in this session.
     pub processed: u64,
-    /// Items written, all sessions.
+    /// Verified items loaded back from the staging area in this session (not fetched again).
+    pub restored: u64,
+    /// Items in the main keyspace (complete subtries), all sessions.
     pub committed: u64,
     pub committed_bytes: u64,
+    /// Verified items in the staging area (durable, subtries not complete yet).
+    pub staged: u64,
+    pub staged_bytes: u64,
+    /// Verified items and bytes not durable yet: what a crash now would lose (I7). Bounded
+    /// by the batch configuration.
+    pub unwritten_items: u64,
+    pub unwritten_bytes: u64,
+    /// The most verified items held unwritten at once this session.
+    pub peak_unwritten_items: u64,
+    /// The largest batch written this session: puts and deletes, and payload bytes.
+    pub largest_batch_items: u64,
+    pub largest_batch_bytes: u64,
     /// Requests known but not complete (the scheduler's pending set).
     pub pending: u64,
     /// Items delivered again after someone else's copy was taken.
@@ -146,6 +190,8 @@ pub struct Progress {
     pub retrying: usize,
     /// Items no connected peer could serve.
     pub unservable: usize,
+    /// The first of them, for messages that name one.
+    pub first_unservable: Option<H256>,
     /// Scheduler entries held in memory (I5).
     pub live_entries: usize,
     /// Items accepted per second, recently.
@@ -230,6 +276,8 @@ mod tests {
             root: keccak256(b"root"),
             committed_items: 12356,
             committed_bytes: 1_483_023,
+            staged_items: 7,
+            staged_bytes: 3_500,
             complete: true,
         };
         assert_eq!(ProgressRecord::decode(&record.encode()), Ok(record));
@@ -244,6 +292,26 @@ mod tests {
             Err(RecordError::Version { got: 9 })
         );
         assert!(ProgressRecord::decode(b"junk").is_err());
+    }
+
+    #[test]
+    fn a_version_1_record_reads_as_nothing_staged() {
+        let mut s = RlpStream::new_list(5);
+        s.append(&1u64)
+            .append(&[7u8; 32].as_slice())
+            .append(&10u64)
+            .append(&2000u64)
+            .append(&0u64);
+        let record = ProgressRecord::decode(&s.out()).expect("a version 1 record");
+        assert_eq!(
+            record,
+            ProgressRecord {
+                root: H256([7; 32]),
+                committed_items: 10,
+                committed_bytes: 2000,
+                ..ProgressRecord::default()
+            }
+        );
     }
 
     #[test]

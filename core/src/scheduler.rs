@@ -20,9 +20,16 @@
 //!                                   ▼
 //!                             memory batch ──▶ commit() ──▶ one atomic store write
 //! ```
+//!
+//! Verified nodes still waiting for their children are handed out too, by [`Scheduler::commit`],
+//! for the store's staging area (DESIGN.md I7), so a crash does not lose them; when one
+//! completes, the batch that puts it in the main keyspace removes it from staging. Blobs read
+//! back from staging on resume, or left over by a root switch, wait in a pool of *loose*
+//! verified blobs ([`Scheduler::add_loose`]); a request for one of them that the store does not
+//! hold is answered from the pool instead of a peer.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use thiserror::Error;
 
@@ -53,13 +60,21 @@ pub enum SyncMode {
 pub struct SchedulerConfig {
     pub mode: SyncMode,
     pub max_fetches_per_depth: usize,
+    /// How many code hashes and storage roots handed out by recent cuts are remembered as
+    /// complete, so that another account referencing them completes without a store lookup
+    /// (the most referenced stay). Bounds memory by configuration; 0 turns it off.
+    pub recent_complete: usize,
 }
+
+/// Default of [`SchedulerConfig::recent_complete`]: about 2 MB of sets.
+pub const DEFAULT_RECENT_COMPLETE: usize = 32_768;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             mode: SyncMode::State,
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
+            recent_complete: DEFAULT_RECENT_COMPLETE,
         }
     }
 }
@@ -161,6 +176,8 @@ pub struct SchedulerStats {
     pub processed_bytes: u64,
     /// Items moved into the memory batch.
     pub committed: u64,
+    /// Loose blobs (read back from staging, or left by a root switch) used instead of a fetch.
+    pub restored: u64,
     /// Lookups that found the item already stored, so its subtrie was skipped.
     pub found_in_store: u64,
     /// Items skipped because they were already in the memory batch.
@@ -193,6 +210,53 @@ struct Request {
     fetch_depth: Option<usize>,
     /// Keyspace to credit when this request commits (an account leaf's range).
     credit_on_commit: u128,
+    /// Its data is in the store's staging area (or on its way there in a cut batch).
+    staged: bool,
+}
+
+/// A complete item waiting in the memory batch.
+#[derive(Debug)]
+struct Completed {
+    key: StoreKey,
+    /// Referenced from an account (code, a storage root): the items that accounts share, so
+    /// worth remembering once written.
+    from_account: bool,
+    data: Vec<u8>,
+    /// It is in the staging area, so the batch that stores it removes it from there.
+    staged: bool,
+}
+
+/// A verified blob that no request has claimed yet.
+#[derive(Debug)]
+struct Loose {
+    data: Vec<u8>,
+    staged: bool,
+}
+
+/// What [`Scheduler::commit`] hands over: one atomic batch and what it does to durability.
+#[derive(Debug, Default)]
+pub struct Cut {
+    pub batch: CommitBatch,
+    /// Items and payload bytes of the batch that were durable nowhere before it (the
+    /// durability lag it carries).
+    pub new_items: u64,
+    pub new_bytes: u64,
+    /// Payload bytes the batch removes from the staging area.
+    pub unstaged_bytes: u64,
+}
+
+/// Caps on one batch: puts and deletes, and payload bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimit {
+    pub items: usize,
+    pub bytes: usize,
+}
+
+impl BatchLimit {
+    pub const UNLIMITED: BatchLimit = BatchLimit {
+        items: usize::MAX,
+        bytes: usize::MAX,
+    };
 }
 
 #[derive(PartialEq, Eq, Debug)]
@@ -253,10 +317,30 @@ pub struct Scheduler {
     fetches: Vec<usize>,
     /// Requests waiting on the host: a lookup answer (`Checking`) or a delivery (`Fetching`).
     awaiting_host: usize,
-    batch: CommitBatch,
-    batch_nodes: DigestSet,
-    batch_codes: DigestSet,
+    /// Complete items in completion order: a child always before its parents, so any prefix
+    /// can be written on its own without breaking I2.
+    batch: VecDeque<Completed>,
+    /// Keys of the memory batch: complete without asking the store.
+    complete_nodes: DigestSet,
+    complete_codes: DigestSet,
+    /// Code and storage roots cut from the batch recently, complete too (written, or on their
+    /// way: a later batch lands after them, so a parent completed on their account lands
+    /// after them, I2). Accounts share these; another reference to one completes at once
+    /// instead of costing a store lookup.
+    recent: RecentKeys,
     batch_bytes: usize,
+    /// Nodes that went waiting for children since the last cut, to be staged by the next one.
+    to_stage: Vec<H256>,
+    /// Verified blobs not claimed by a request yet (see the module documentation).
+    loose: DigestMap<Loose>,
+    /// Loose blobs not in the staging area yet.
+    loose_unstaged: usize,
+    /// Staged entries to remove: corrupt ones found on resume.
+    discard: Vec<(H256, usize)>,
+    /// Verified items and bytes durable nowhere yet: the memory batch's fetched items, waiting
+    /// nodes not staged yet, and loose blobs not staged yet.
+    unwritten_items: u64,
+    unwritten_bytes: u64,
     /// Completed share of the account keyspace, in `KEYSPACE_ONE` units.
     completed: u128,
     stats: SchedulerStats,
@@ -274,6 +358,7 @@ impl Scheduler {
     /// A scheduler for everything under `root`. The root itself is looked up first, so a
     /// store that already holds it (a finished or resumed sync) completes at once.
     pub fn new(root: H256, config: SchedulerConfig) -> Scheduler {
+        let recent = RecentKeys::new(config.recent_complete);
         let mut scheduler = Scheduler {
             config,
             root,
@@ -284,10 +369,17 @@ impl Scheduler {
             lookups: Vec::new(),
             fetches: Vec::new(),
             awaiting_host: 0,
-            batch: CommitBatch::default(),
-            batch_nodes: DigestSet::default(),
-            batch_codes: DigestSet::default(),
+            batch: VecDeque::new(),
+            complete_nodes: DigestSet::default(),
+            complete_codes: DigestSet::default(),
+            recent,
             batch_bytes: 0,
+            to_stage: Vec::new(),
+            loose: DigestMap::default(),
+            loose_unstaged: 0,
+            discard: Vec::new(),
+            unwritten_items: 0,
+            unwritten_bytes: 0,
             completed: 0,
             stats: SchedulerStats::default(),
         };
@@ -324,7 +416,7 @@ impl Scheduler {
     /// Entries the scheduler holds in memory: requests and queue slots. Bounded by the
     /// per-depth cap times the fan-out, not by the size of the state (I5).
     pub fn live_entries(&self) -> usize {
-        self.pending() + self.queue.len()
+        self.pending() + self.queue.len() + self.loose.len()
     }
 
     /// The completed share of the account keyspace, 0.0 to 1.0. It only grows, and is 1.0
@@ -361,6 +453,7 @@ impl Scheduler {
         }
         let path_len = req.path.len();
         let keyspace = key.kind == ItemKind::Node && self.is_keyspace_path(&req.path);
+        let priority = priority(&req.path);
         if present {
             self.stats.found_in_store += 1;
             if keyspace {
@@ -369,7 +462,17 @@ impl Scheduler {
             self.complete(key);
             return;
         }
-        let priority = priority(&req.path);
+        if key.kind == ItemKind::Node {
+            if let Some(loose) = self.loose.remove(&key.hash) {
+                if !loose.staged {
+                    self.loose_unstaged -= 1;
+                }
+                // Verified in an earlier session or for an earlier root: no peer needs asking.
+                if self.take_loose(key.hash, loose) {
+                    return;
+                }
+            }
+        }
         if let Some(req) = self.requests_mut(key.kind).get_mut(&key.hash) {
             req.state = RequestState::Queued;
         }
@@ -438,6 +541,11 @@ impl Scheduler {
     /// A hash that is pending both as code and as a node feeds both. An error leaves the
     /// scheduler as it was.
     pub fn process(&mut self, blob: HashedBlob) -> Result<(), ProcessError> {
+        self.process_blob(blob, false)
+    }
+
+    /// `process` for a blob that is durable already (`staged`: in the staging area) or not.
+    fn process_blob(&mut self, blob: HashedBlob, staged: bool) -> Result<(), ProcessError> {
         let hash = blob.hash;
         let wants = |reqs: &DigestMap<Request>| reqs.get(&hash).map(|r| r.data.is_none());
         let (as_code, as_node) = (wants(&self.code_reqs), wants(&self.node_reqs));
@@ -459,8 +567,16 @@ impl Scheduler {
         } else {
             None
         };
-        self.stats.processed += 1;
-        self.stats.processed_bytes += blob.data.len() as u64;
+        if staged {
+            self.stats.restored += 1;
+        } else {
+            self.stats.processed += 1;
+            self.stats.processed_bytes += blob.data.len() as u64;
+            // Durable nowhere until a batch holds it, in the main keyspace or in staging.
+            self.unwritten_items += u64::from(as_code) + u64::from(as_node);
+            self.unwritten_bytes +=
+                blob.data.len() as u64 * (u64::from(as_code) + u64::from(as_node));
+        }
         let mut data = blob.data;
         if as_code {
             // Only a hash pending as both code and node needs a second copy.
@@ -475,9 +591,105 @@ impl Scheduler {
             self.complete(StoreKey::code(hash));
         }
         if let Some(expanded) = children {
-            self.attach_children(hash, data, expanded);
+            self.attach_children(hash, data, expanded, staged);
         }
         Ok(())
+    }
+
+    /// Offers a verified blob that no request has asked for yet: read back from the staging
+    /// area (`staged`), or kept from an earlier root's scheduler. A request the store cannot
+    /// answer takes it instead of a fetch. The blob is hashed here, and one that does not
+    /// match `hash` (a corrupt staged entry) is dropped, and removed from staging by the next
+    /// cut, so it is fetched again.
+    pub fn add_loose(&mut self, hash: H256, data: Vec<u8>, staged: bool) {
+        if keccak256(&data) != hash {
+            if staged {
+                self.discard.push((hash, data.len()));
+            }
+            return;
+        }
+        let len = data.len() as u64;
+        match self.node_reqs.get_mut(&hash) {
+            Some(req) if req.data.is_some() => {
+                // Verified here already; a staged copy makes it durable.
+                if staged && !req.staged {
+                    req.staged = true;
+                    self.unwritten_items -= 1;
+                    self.unwritten_bytes -= len;
+                }
+                return;
+            }
+            Some(req) if matches!(req.state, RequestState::Queued | RequestState::Fetching) => {
+                // Wanted from a peer already: take it now; that answer becomes a duplicate.
+                if !staged {
+                    // `take_loose` expects it counted as loose.
+                    self.unwritten_items += 1;
+                    self.unwritten_bytes += len;
+                }
+                self.take_loose(hash, Loose { data, staged });
+                return;
+            }
+            _ => {}
+        }
+        if self.complete_nodes.contains(&hash) {
+            if staged {
+                if let Some(item) = self
+                    .batch
+                    .iter_mut()
+                    .find(|i| i.key == StoreKey::node(hash))
+                {
+                    if !item.staged {
+                        item.staged = true;
+                        self.unwritten_items -= 1;
+                        self.unwritten_bytes -= len;
+                    }
+                }
+            }
+            return;
+        }
+        if !staged {
+            self.unwritten_items += 1;
+            self.unwritten_bytes += len;
+            self.loose_unstaged += 1;
+        }
+        if let Some(old) = self.loose.insert(hash, Loose { data, staged }) {
+            if !old.staged {
+                self.unwritten_items -= 1;
+                self.unwritten_bytes -= old.data.len() as u64;
+                self.loose_unstaged -= 1;
+            }
+        }
+    }
+
+    /// Loose blobs waiting to be claimed.
+    pub fn loose_len(&self) -> usize {
+        self.loose.len()
+    }
+
+    /// Processes a loose blob for the node request `hash`, which the store lacks. False if
+    /// it is not usable there (then it is fetched instead).
+    fn take_loose(&mut self, hash: H256, loose: Loose) -> bool {
+        let len = loose.data.len();
+        if !loose.staged {
+            // Counted while loose; `process_blob` counts it again as fetched and unwritten.
+            self.unwritten_items -= 1;
+            self.unwritten_bytes -= len as u64;
+        }
+        let staged = loose.staged;
+        let blob = HashedBlob {
+            hash,
+            data: loose.data,
+        };
+        match self.process_blob(blob, staged) {
+            Ok(()) => true,
+            Err(_) => {
+                // It was a valid node when verified; not for this path. The fetch decides.
+                if staged {
+                    self.discard.push((hash, len));
+                }
+                false
+            }
+        }
     }
 
     /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is
@@ -488,14 +700,124 @@ impl Scheduler {
             .is_some_and(|r| r.state == RequestState::Fetching && r.data.is_none())
     }
 
-    /// Hands over the memory batch: items whose subtries are complete. Write it in one atomic
-    /// store transaction.
+    /// Cuts a batch to write in one atomic store transaction, within `limit` (but never
+    /// empty while there is something to write): the oldest complete items for the main
+    /// keyspace (removing from staging those that were staged), then waiting and loose nodes
+    /// for the staging area. Once the sync is done, staged blobs nobody claimed are removed.
     #[must_use]
-    pub fn commit(&mut self) -> CommitBatch {
-        self.batch_nodes.clear();
-        self.batch_codes.clear();
-        self.batch_bytes = 0;
-        std::mem::take(&mut self.batch)
+    pub fn commit(&mut self, limit: BatchLimit) -> Cut {
+        let mut cut = Cut::default();
+        let (mut ops, mut bytes) = (0usize, 0usize);
+        // An entry fits if it stays within both caps; the first always does, so that an item
+        // larger than a batch still moves.
+        let fits = |ops: usize, bytes: usize, cost: usize, len: usize| {
+            ops == 0 || (ops + cost <= limit.items && bytes.saturating_add(len) <= limit.bytes)
+        };
+        while let Some(item) = self.batch.front() {
+            if !fits(ops, bytes, 1 + usize::from(item.staged), item.data.len()) {
+                break;
+            }
+            let Some(item) = self.batch.pop_front() else {
+                break;
+            };
+            ops += 1 + usize::from(item.staged);
+            bytes += item.data.len();
+            self.batch_bytes -= item.data.len();
+            if item.staged {
+                cut.batch.unstaged.push(item.key.hash);
+                cut.unstaged_bytes += item.data.len() as u64;
+            } else {
+                cut.new_items += 1;
+                cut.new_bytes += item.data.len() as u64;
+            }
+            match item.key.kind {
+                ItemKind::Node => {
+                    self.complete_nodes.remove(&item.key.hash);
+                    cut.batch.nodes.push((item.key.hash, item.data));
+                }
+                ItemKind::Code => {
+                    self.complete_codes.remove(&item.key.hash);
+                    cut.batch.codes.push((item.key.hash, item.data));
+                }
+            }
+            if item.from_account {
+                self.recent.insert(item.key);
+            }
+        }
+        for (hash, len) in self.discard.drain(..) {
+            cut.batch.unstaged.push(hash);
+            cut.unstaged_bytes += len as u64;
+            ops += 1;
+        }
+        // Waiting nodes, oldest first; what does not fit stays for the next cut.
+        let mut staged_upto = 0;
+        for hash in &self.to_stage {
+            let Some(req) = self.node_reqs.get_mut(hash) else {
+                staged_upto += 1;
+                continue;
+            };
+            let Some(data) = req.data.as_ref().filter(|_| !req.staged) else {
+                staged_upto += 1;
+                continue;
+            };
+            if !fits(ops, bytes, 1, data.len()) {
+                break;
+            }
+            ops += 1;
+            bytes += data.len();
+            req.staged = true;
+            cut.new_items += 1;
+            cut.new_bytes += data.len() as u64;
+            cut.batch.staged.push((*hash, data.clone()));
+            staged_upto += 1;
+        }
+        self.to_stage.drain(..staged_upto);
+        if self.is_done() && self.batch.is_empty() {
+            // Nothing will claim what is left: it leaves the staging area with the last batch.
+            for (hash, loose) in self.loose.drain() {
+                if loose.staged {
+                    cut.batch.unstaged.push(hash);
+                    cut.unstaged_bytes += loose.data.len() as u64;
+                } else {
+                    self.unwritten_items -= 1;
+                    self.unwritten_bytes -= loose.data.len() as u64;
+                }
+            }
+            self.loose_unstaged = 0;
+        } else if self.loose_unstaged > 0 {
+            for (hash, loose) in self.loose.iter_mut() {
+                if loose.staged {
+                    continue;
+                }
+                if !fits(ops, bytes, 1, loose.data.len()) {
+                    break;
+                }
+                ops += 1;
+                bytes += loose.data.len();
+                loose.staged = true;
+                self.loose_unstaged -= 1;
+                cut.new_items += 1;
+                cut.new_bytes += loose.data.len() as u64;
+                cut.batch.staged.push((*hash, loose.data.clone()));
+            }
+        }
+        self.unwritten_items -= cut.new_items;
+        self.unwritten_bytes -= cut.new_bytes;
+        cut
+    }
+
+    /// Whether a cut would write anything.
+    pub fn has_work_to_write(&self) -> bool {
+        !self.batch.is_empty()
+            || !self.discard.is_empty()
+            || self.unwritten_items > 0
+            || (self.is_done() && self.loose.values().any(|l| l.staged))
+    }
+
+    /// Verified items and payload bytes that no batch has taken yet: what a crash now would
+    /// lose, besides a batch being written.
+    pub fn unwritten(&self) -> (u64, u64) {
+        (self.unwritten_items, self.unwritten_bytes)
     }
 
     /// Items in the memory batch.
@@ -503,9 +825,42 @@ impl Scheduler {
         self.batch.len()
     }
 
-    /// Payload bytes in the memory batch, for the host's commit threshold.
+    /// Payload bytes in the memory batch.
     pub fn batch_bytes(&self) -> usize {
         self.batch_bytes
+    }
+
+    /// Ends this scheduler for a root switch, keeping what it verified: complete items stay
+    /// to be written, waiting nodes become loose blobs for `next`, which syncs the new root.
+    pub fn hand_over(mut self, next: &mut Scheduler) {
+        next.recent = std::mem::replace(&mut self.recent, RecentKeys::new(0));
+        for item in self.batch.drain(..) {
+            let set = match item.key.kind {
+                ItemKind::Node => &mut next.complete_nodes,
+                ItemKind::Code => &mut next.complete_codes,
+            };
+            if !set.insert(item.key.hash) {
+                if item.staged {
+                    next.discard.push((item.key.hash, item.data.len()));
+                }
+                continue;
+            }
+            if !item.staged {
+                next.unwritten_items += 1;
+                next.unwritten_bytes += item.data.len() as u64;
+            }
+            next.batch_bytes += item.data.len();
+            next.batch.push_back(item);
+        }
+        next.discard.append(&mut self.discard);
+        for (hash, req) in self.node_reqs.drain() {
+            if let Some(data) = req.data {
+                next.add_loose(hash, data, req.staged);
+            }
+        }
+        for (hash, loose) in self.loose.drain() {
+            next.add_loose(hash, loose.data, loose.staged);
+        }
     }
 
     fn requests(&self, kind: ItemKind) -> &DigestMap<Request> {
@@ -534,10 +889,10 @@ impl Scheduler {
     /// already pending gains a parent; anything else is parked for a store lookup.
     fn add_child(&mut self, key: StoreKey, path: Nibbles, parent: Option<H256>) -> Child {
         let in_batch = match key.kind {
-            ItemKind::Node => self.batch_nodes.contains(&key.hash),
-            ItemKind::Code => self.batch_codes.contains(&key.hash),
+            ItemKind::Node => self.complete_nodes.contains(&key.hash),
+            ItemKind::Code => self.complete_codes.contains(&key.hash),
         };
-        if in_batch {
+        if in_batch || self.recent.contains(key) {
             self.stats.found_in_batch += 1;
             return Child::Complete;
         }
@@ -556,6 +911,7 @@ impl Scheduler {
                 deps: 0,
                 fetch_depth: None,
                 credit_on_commit: 0,
+                staged: false,
             },
         );
         self.lookups.push(key);
@@ -645,7 +1001,7 @@ impl Scheduler {
         }
     }
 
-    fn attach_children(&mut self, hash: H256, data: Vec<u8>, expanded: Expanded) {
+    fn attach_children(&mut self, hash: H256, data: Vec<u8>, expanded: Expanded, staged: bool) {
         let mut deps = 0;
         let mut credit = expanded.credit_now;
         for (key, path) in expanded.children {
@@ -664,6 +1020,7 @@ impl Scheduler {
             return;
         };
         req.data = Some(data);
+        req.staged = staged;
         req.deps += deps;
         req.credit_on_commit = expanded.credit_on_commit;
         if req.deps == 0 {
@@ -671,6 +1028,9 @@ impl Scheduler {
         } else {
             let answered = matches!(req.state, RequestState::Checking | RequestState::Fetching);
             req.state = RequestState::Waiting;
+            if !staged {
+                self.to_stage.push(hash);
+            }
             if answered {
                 self.host_answered();
             }
@@ -698,13 +1058,26 @@ impl Scheduler {
                 self.stats.committed += 1;
                 self.batch_bytes += data.len();
                 match key.kind {
-                    ItemKind::Node => {
-                        self.batch_nodes.insert(key.hash);
-                        self.batch.nodes.push((key.hash, data));
-                    }
-                    ItemKind::Code => {
-                        self.batch_codes.insert(key.hash);
-                        self.batch.codes.push((key.hash, data));
+                    ItemKind::Node => self.complete_nodes.insert(key.hash),
+                    ItemKind::Code => self.complete_codes.insert(key.hash),
+                };
+                let from_account = key.kind == ItemKind::Code
+                    || (self.config.mode == SyncMode::State && req.path.len() == ACCOUNT_PATH_LEN);
+                self.batch.push_back(Completed {
+                    key,
+                    from_account,
+                    data,
+                    staged: req.staged,
+                });
+            } else if key.kind == ItemKind::Node {
+                if let Some(loose) = self.loose.remove(&key.hash) {
+                    // Found complete in the store while a copy waited: drop the copy.
+                    if loose.staged {
+                        self.discard.push((key.hash, loose.data.len()));
+                    } else {
+                        self.unwritten_items -= 1;
+                        self.unwritten_bytes -= loose.data.len() as u64;
+                        self.loose_unstaged -= 1;
                     }
                 }
             }
@@ -717,6 +1090,66 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+/// Keys cut recently, bounded: two generations of at most half the cap each. A key found in
+/// the older generation moves to the newer one, so keys referenced again and again (shared
+/// code, a shared storage trie) stay while the rest ages out: an LRU at the cost of two sets.
+#[derive(Debug)]
+struct RecentKeys {
+    half: usize,
+    current: KeySets,
+    old: KeySets,
+}
+
+#[derive(Debug, Default)]
+struct KeySets {
+    nodes: DigestSet,
+    codes: DigestSet,
+}
+
+impl KeySets {
+    fn set(&mut self, kind: ItemKind) -> &mut DigestSet {
+        match kind {
+            ItemKind::Node => &mut self.nodes,
+            ItemKind::Code => &mut self.codes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.nodes.len() + self.codes.len()
+    }
+}
+
+impl RecentKeys {
+    fn new(cap: usize) -> RecentKeys {
+        RecentKeys {
+            half: cap / 2,
+            current: KeySets::default(),
+            old: KeySets::default(),
+        }
+    }
+
+    fn insert(&mut self, key: StoreKey) {
+        if self.half == 0 {
+            return;
+        }
+        self.current.set(key.kind).insert(key.hash);
+        if self.current.len() >= self.half {
+            self.old = std::mem::take(&mut self.current);
+        }
+    }
+
+    fn contains(&mut self, key: StoreKey) -> bool {
+        if self.current.set(key.kind).contains(&key.hash) {
+            return true;
+        }
+        if self.old.set(key.kind).remove(&key.hash) {
+            self.insert(key);
+            return true;
+        }
+        false
     }
 }
 
@@ -757,7 +1190,7 @@ mod tests {
                 let blob = source.get(task.key()).unwrap().to_vec();
                 scheduler.process(HashedBlob::new(blob)).unwrap();
             }
-            store.apply(&scheduler.commit());
+            store.apply(&scheduler.commit(BatchLimit::UNLIMITED).batch);
         }
     }
 
@@ -765,6 +1198,7 @@ mod tests {
         let config = SchedulerConfig {
             mode: SyncMode::Trie,
             max_fetches_per_depth: cap,
+            ..SchedulerConfig::default()
         };
         Scheduler::new(root, config)
     }

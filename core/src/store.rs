@@ -1,4 +1,9 @@
 //! What the sync writes and looks up: store keys, commit batches, and an in-memory store.
+//!
+//! A store has two areas. The main keyspace is geth's hash scheme: a node under its hash
+//! means its whole subtrie is stored (I2). The staging area holds verified nodes whose
+//! subtries are not complete yet, so that a crash does not lose them (I7); a node leaves it
+//! in the same batch that puts it in the main keyspace.
 
 use crate::hash::{keccak256, DigestMap, H256};
 
@@ -18,6 +23,10 @@ pub struct StoreKey {
 
 /// Prefix of code keys in a flat key space (geth's `"c" || codeHash`, v1.9.20 on).
 pub const CODE_KEY_PREFIX: u8 = b'c';
+
+/// Prefix of staged nodes in a flat key space: 17 bytes, so a staged key (49 bytes) can never
+/// be taken for a node (32), code (33) or the progress record.
+pub const STAGING_KEY_PREFIX: &[u8] = b"statesync-staged-";
 
 /// Key of the progress record in a flat key space. Not 32 or 33 bytes long, so it cannot
 /// collide with a node or code key.
@@ -52,30 +61,66 @@ impl StoreKey {
     }
 }
 
-/// Items that are complete (their whole subtrie is in this batch or already stored), to be
-/// written in one atomic store transaction. Order inside the batch does not matter.
+/// The flat key of a staged node: [`STAGING_KEY_PREFIX`] followed by its hash.
+pub fn staging_key(hash: &H256) -> Vec<u8> {
+    let mut key = Vec::with_capacity(STAGING_KEY_PREFIX.len() + 32);
+    key.extend_from_slice(STAGING_KEY_PREFIX);
+    key.extend_from_slice(&hash.0);
+    key
+}
+
+/// The hash named by a flat staging key, if `key` is one.
+pub fn staged_hash(key: &[u8]) -> Option<H256> {
+    key.strip_prefix(STAGING_KEY_PREFIX)
+        .and_then(H256::from_slice)
+}
+
+/// One atomic store write. Order inside the batch does not matter: every item of `nodes` and
+/// `codes` is complete (its whole subtrie is in this batch or already stored), and staging is
+/// not part of the main keyspace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitBatch {
+    /// Complete nodes and code, for the main keyspace.
     pub nodes: Vec<(H256, Vec<u8>)>,
     pub codes: Vec<(H256, Vec<u8>)>,
+    /// Verified nodes whose subtries are not complete yet, for the staging area.
+    pub staged: Vec<(H256, Vec<u8>)>,
+    /// Nodes to remove from the staging area: they complete in this batch, or are no longer
+    /// wanted.
+    pub unstaged: Vec<H256>,
 }
 
 impl CommitBatch {
+    /// Items put in the main keyspace.
     pub fn len(&self) -> usize {
         self.nodes.len() + self.codes.len()
     }
 
+    /// Whether the batch writes nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty() && self.codes.is_empty()
+        self.nodes.is_empty()
+            && self.codes.is_empty()
+            && self.staged.is_empty()
+            && self.unstaged.is_empty()
     }
 
-    /// Payload bytes, keys excluded.
+    /// Payload bytes put in the main keyspace, keys excluded.
     pub fn bytes(&self) -> usize {
         self.nodes
             .iter()
             .chain(&self.codes)
             .map(|(_, v)| v.len())
             .sum()
+    }
+
+    /// Payload bytes put in the staging area.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged.iter().map(|(_, v)| v.len()).sum()
+    }
+
+    /// Every put and delete of the batch: main keyspace puts, then staging puts and deletes.
+    pub fn operations(&self) -> usize {
+        self.len() + self.staged.len() + self.unstaged.len()
     }
 
     /// Every item with its key.
@@ -93,11 +138,13 @@ impl CommitBatch {
 }
 
 /// Trie nodes and code held in memory: the store of native runs and tests, and the source a
-/// simulated peer serves from.
+/// simulated peer serves from. Its staging area is separate from `get`/`contains`, which see
+/// the main keyspace only, like a real store's lookups.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     nodes: DigestMap<Vec<u8>>,
     codes: DigestMap<Vec<u8>>,
+    staging: DigestMap<Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -141,11 +188,39 @@ impl MemoryStore {
         }
     }
 
-    /// Writes a commit batch.
+    /// Writes a commit batch: main keyspace puts, staging puts, then staging deletes.
     pub fn apply(&mut self, batch: &CommitBatch) {
         for (key, value) in batch.items() {
             self.insert(key, value.to_vec());
         }
+        for (hash, value) in &batch.staged {
+            self.staging.insert(*hash, value.clone());
+        }
+        for hash in &batch.unstaged {
+            self.staging.remove(hash);
+        }
+    }
+
+    /// The staging area's entries, sorted by hash.
+    pub fn staged(&self) -> Vec<(H256, Vec<u8>)> {
+        let mut entries: Vec<(H256, Vec<u8>)> =
+            self.staging.iter().map(|(h, v)| (*h, v.clone())).collect();
+        entries.sort_by_key(|(h, _)| *h);
+        entries
+    }
+
+    pub fn staged_count(&self) -> usize {
+        self.staging.len()
+    }
+
+    /// Whether the staging area holds `hash`.
+    pub fn is_staged(&self, hash: &H256) -> bool {
+        self.staging.contains_key(hash)
+    }
+
+    /// Puts a blob straight into the staging area (tests that corrupt it).
+    pub fn stage(&mut self, hash: H256, value: Vec<u8>) {
+        self.staging.insert(hash, value);
     }
 
     pub fn node_count(&self) -> usize {
@@ -192,6 +267,37 @@ mod tests {
         let code = StoreKey::code(hash).flat_key();
         assert_eq!(code[0], b'c');
         assert_eq!(&code[1..], hash.as_bytes());
+    }
+
+    #[test]
+    fn staging_keys_cannot_be_taken_for_other_keys() {
+        let hash = keccak256(b"x");
+        let key = staging_key(&hash);
+        assert_eq!(key.len(), 49);
+        assert_eq!(staged_hash(&key), Some(hash));
+        assert_eq!(staged_hash(&StoreKey::code(hash).flat_key()), None);
+        assert_eq!(staged_hash(PROGRESS_KEY), None);
+    }
+
+    #[test]
+    fn staging_is_apart_from_the_main_keyspace() {
+        let mut store = MemoryStore::new();
+        let hash = keccak256(b"node");
+        let staged = CommitBatch {
+            staged: vec![(hash, b"node".to_vec())],
+            ..CommitBatch::default()
+        };
+        store.apply(&staged);
+        assert!(store.is_staged(&hash));
+        assert!(!store.contains(StoreKey::node(hash)));
+        let moved = CommitBatch {
+            nodes: vec![(hash, b"node".to_vec())],
+            unstaged: vec![hash],
+            ..CommitBatch::default()
+        };
+        store.apply(&moved);
+        assert!(!store.is_staged(&hash));
+        assert!(store.contains(StoreKey::node(hash)));
     }
 
     #[test]

@@ -11,8 +11,9 @@ use statesync_core::node::{ChildRef, NodeChild};
 use statesync_core::rng::SeededRng;
 use statesync_core::walk::{walk, WalkStats};
 use statesync_core::{
-    keccak256, Account, CommitBatch, HashedBlob, ItemKind, MemoryStore, Nibbles, Scheduler,
-    SchedulerConfig, StoreKey, SyncMode, Task, TrieNode, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY,
+    keccak256, Account, BatchLimit, CommitBatch, HashedBlob, ItemKind, MemoryStore, Nibbles,
+    Scheduler, SchedulerConfig, StoreKey, SyncMode, Task, TrieNode, EMPTY_ROOT_HASH, H256,
+    KECCAK_EMPTY,
 };
 
 /// Answers every pending lookup from `store`, as an in-memory store can at once.
@@ -130,7 +131,7 @@ pub fn sync_with(
                 .process(HashedBlob::new(blob))
                 .unwrap_or_else(|e| panic!("process {task:?}: {e}"));
         }
-        let batch = scheduler.commit();
+        let batch = scheduler.commit(BatchLimit::UNLIMITED).batch;
         store.apply(&batch);
         observe(scheduler, &batch, store);
     }
@@ -139,7 +140,7 @@ pub fn sync_with(
         "loop ended with {} pending",
         scheduler.pending()
     );
-    let batch = scheduler.commit();
+    let batch = scheduler.commit(BatchLimit::UNLIMITED).batch;
     store.apply(&batch);
     observe(scheduler, &batch, store);
     report

@@ -7,8 +7,8 @@
 use statesync_core::node::{BranchNode, ChildRef, NodeError};
 use statesync_core::rng::SeededRng;
 use statesync_core::{
-    keccak256, Account, HashedBlob, KeyMode, MemoryStore, Nibbles, ProcessError, Scheduler,
-    SchedulerConfig, StoreKey, SyncMode, TrieBuilder, TrieNode, H256,
+    keccak256, Account, BatchLimit, HashedBlob, KeyMode, MemoryStore, Nibbles, ProcessError,
+    Scheduler, SchedulerConfig, StoreKey, SyncMode, TrieBuilder, TrieNode, H256,
 };
 use statesync_tests::fixtures::{make_test_state, make_test_trie};
 use statesync_tests::harness::{answer_lookups, assert_synced, fetch_by_hash};
@@ -84,7 +84,7 @@ fn truncated_garbage_and_foreign_blobs_are_refused_and_the_sync_still_completes(
             let blob = fetch_by_hash(&trie.store, &task);
             scheduler.process(HashedBlob::new(blob)).unwrap();
         }
-        store.apply(&scheduler.commit());
+        store.apply(&scheduler.commit(BatchLimit::UNLIMITED).batch);
     }
     assert!(scheduler.is_done());
     assert!(junk > 8 * 4000);
@@ -178,7 +178,7 @@ fn a_requested_blob_that_is_no_trie_node_is_a_typed_error_that_changes_nothing()
         assert!(!scheduler.is_done());
         assert_eq!(scheduler.pending(), 2, "the root and the broken child");
         // The sound leaf is complete; the root, which commits to the broken child, is not.
-        let batch = scheduler.commit();
+        let batch = scheduler.commit(BatchLimit::UNLIMITED).batch;
         assert_eq!(batch.nodes.len(), 1);
         assert_ne!(batch.nodes[0].0, root);
     }
@@ -255,5 +255,11 @@ fn a_storage_root_that_is_no_trie_node_is_a_typed_error_at_the_account_path() {
         other => panic!("{other:?}"),
     }
     assert_eq!(format!("{scheduler:?}"), before);
-    assert!(scheduler.commit().is_empty(), "the account cannot complete");
+    let batch = scheduler.commit(BatchLimit::UNLIMITED).batch;
+    assert!(
+        batch.nodes.is_empty() && batch.codes.is_empty(),
+        "the account cannot complete"
+    );
+    // The root is verified, so it is staged.
+    assert_eq!(batch.staged.len(), 1);
 }

@@ -31,11 +31,14 @@ fn small_world(rng: &mut SeededRng, seed: u64) -> World {
 }
 
 /// Engine settings varied per seed, so that batching, pipelining, hedging and lookup chunking
-/// are all covered: tiny commit batches (many cross-batch I2 checks), small requests, one to
-/// eight requests in flight per peer, eager, default or no hedging, small lookup ops.
+/// are all covered: tiny commit batches (many cross-batch I2 checks, a budget that holds the
+/// requests back), small requests, one to eight requests in flight per peer, eager, default or
+/// no hedging, small lookup ops, short and long time cuts.
 fn varied_engine(rng: &mut SeededRng) -> EngineConfig {
     EngineConfig {
-        commit_threshold_bytes: pick(rng, &[2 * 1024, 8 * 1024, 32 * 1024, 1024 * 1024]),
+        batch_bytes: pick(rng, &[2 * 1024, 8 * 1024, 32 * 1024, 1024 * 1024]),
+        batch_items: pick(rng, &[16, 128, 1024, 8192]),
+        batch_interval_ms: pick(rng, &[200, 2_000]),
         max_items_per_request: pick(rng, &[384, 384, 64, 16]),
         max_in_flight_per_peer: pick(rng, &[1, 2, 4, 8]),
         max_lookups_per_op: pick(rng, &[8, 64, 4096]),
@@ -374,6 +377,70 @@ fn everything_mixed() {
     });
 }
 
+/// A store ten times slower than the network: peers answer in 5–20 ms, each store operation
+/// takes 50–200 ms. The store sets the pace (I7, checked at every step by the simulator): the
+/// verified items not yet durable stay within one batch, so requests wait for the writes
+/// instead of verified data piling up in memory.
+#[test]
+fn a_store_ten_times_slower_than_the_network() {
+    let name = "a_store_ten_times_slower_than_the_network";
+    let summary = run_seeds(name, 30, |seed| {
+        let mut rng = shape_rng(name, seed);
+        let peers = (0..2 + rng.below(3))
+            .map(|_| PeerSpec::honest(5 + rng.below(15), rng.below(5)))
+            .collect();
+        let mut config = config(name, seed, &mut rng, peers);
+        config.store_latency = Latency::new(50 + rng.below(100), 50);
+        let world = World::synthetic(300 + rng.below(1_200) as usize, seed);
+        let bound = config.engine.batch_items as u64;
+        let report = run(config, world)?;
+        if report.max_unwritten == 0 || report.max_unwritten > bound {
+            return Err(SimError {
+                name: name.to_string(),
+                seed,
+                now: report.virtual_ms,
+                steps: report.steps,
+                message: format!("peak unwritten {} (bound {bound})", report.max_unwritten),
+            });
+        }
+        Ok(report)
+    });
+    println!("{name}: {} seeds passed", summary.runs);
+}
+
+/// Crashes at random steps while fast peers outrun a slow store, so that a crash usually
+/// finds staged items, a commit in flight and answers on their way. After each restart no
+/// item that was durable at the crash (main keyspace or staging) is fetched again (checked by
+/// the simulator on every request), and the sync finishes.
+#[test]
+fn crashes_at_random_steps_lose_nothing_durable() {
+    scenario(
+        "crashes_at_random_steps_lose_nothing_durable",
+        40,
+        |rng, seed| {
+            let peers = (0..1 + rng.below(3))
+                .map(|_| PeerSpec::honest(2 + rng.below(20), rng.below(5)))
+                .collect();
+            let mut config = config(
+                "crashes_at_random_steps_lose_nothing_durable",
+                seed,
+                rng,
+                peers,
+            );
+            config.store_latency = Latency::new(5 + rng.below(60), 20);
+            config.crashes = CrashPlan::AtSteps(
+                (0..2 + rng.below(4))
+                    .map(|_| 5 + rng.below(2_000))
+                    .collect(),
+            );
+            (
+                config,
+                World::synthetic(200 + rng.below(800) as usize, seed),
+            )
+        },
+    );
+}
+
 /// Every peer lacks the same few items. The engine must not fail: it reports a stall naming
 /// the unservable items, commits everything that does not depend on them, and finishes once
 /// a complete peer joins.
@@ -411,7 +478,6 @@ fn no_peer_can_serve_until_a_complete_peer_joins() {
             ..honest(&mut rng)
         });
         let config = config(name, seed, &mut rng, peers);
-        let threshold = config.engine.commit_threshold_bytes;
         let mut sim = Sim::new(config, world);
         sim.run_until(JOIN_AT - 1)?;
         let fail = |message: String| SimError {
@@ -435,17 +501,34 @@ fn no_peer_can_serve_until_a_complete_peer_joins() {
                 report.stalls
             )));
         }
-        // Everything that does not depend on an absent item is stored, but for what waits
-        // in memory under the commit threshold.
+        // Long after the time cut, everything verified is durable (I7): what does not depend
+        // on an absent item is in the main keyspace, the rest of what was fetched in staging.
+        let unwritten = sim.engine().unwritten();
+        if unwritten != (0, 0) {
+            return Err(fail(format!(
+                "{unwritten:?} verified items and bytes are not durable during the stall"
+            )));
+        }
         let completable = sim.world.completable_without(root, &absent);
-        let uncommitted: usize = completable
+        let missing = completable
             .iter()
             .filter(|k| !sim.store.data.contains(**k))
-            .map(|k| sim.world.source.get(*k).map_or(0, <[u8]>::len))
-            .sum();
-        if uncommitted >= threshold.max(1) {
+            .count();
+        if missing > 0 {
+            let keys: Vec<_> = completable
+                .iter()
+                .filter(|k| !sim.store.data.contains(**k))
+                .map(|k| (k, sim.store.data.is_staged(&k.hash)))
+                .collect();
             return Err(fail(format!(
-                "{uncommitted} bytes that could be stored are not (commit threshold {threshold})"
+                "{missing} items that could be stored are not in the main keyspace: {keys:?}"
+            )));
+        }
+        let progress = sim.engine().progress();
+        if progress.phase != statesync_core::progress::Phase::Stalled || progress.eta_ms.is_some() {
+            return Err(fail(format!(
+                "the stall shows as {:?} with ETA {:?}",
+                progress.phase, progress.eta_ms
             )));
         }
         let retry_ms = sim.config.engine.unservable_retry_ms;
@@ -479,7 +562,7 @@ fn resume_after_a_crash_fetches_only_what_is_missing() {
             let peers = (0..1 + rng.below(3)).map(|_| honest(&mut rng)).collect();
             let mut config = config(name, seed, &mut rng, peers);
             // Small batches, so there is something durable to resume from.
-            config.engine.commit_threshold_bytes = 4 * 1024;
+            config.engine.batch_bytes = 4 * 1024;
             (config, small_world(&mut rng, seed), rng)
         };
         let (config, world, _) = build();
@@ -494,8 +577,12 @@ fn resume_after_a_crash_fetches_only_what_is_missing() {
                 break;
             }
             if sim.report().crashes == 1 {
-                committed_at_crash =
-                    Some(sim.store.data.node_count() + sim.store.data.code_count());
+                // Durable: in the main keyspace or in staging.
+                committed_at_crash = Some(
+                    sim.store.data.node_count()
+                        + sim.store.data.code_count()
+                        + sim.store.data.staged_count(),
+                );
             }
         }
         let committed_at_crash = committed_at_crash.unwrap_or(0) as u64;
@@ -524,9 +611,14 @@ fn resume_after_a_crash_fetches_only_what_is_missing() {
                 fresh.items_requested
             )));
         }
-        let skipped = resumed.last_progress[1].as_ref().map_or(0, |p| p.skipped);
-        if skipped == 0 {
-            return Err(fail("the resumed session skipped nothing".into()));
+        // What was durable is skipped (complete subtries) or taken back from staging.
+        let kept = resumed.last_progress[1]
+            .as_ref()
+            .map_or(0, |p| p.skipped + p.restored);
+        if kept == 0 {
+            return Err(fail(
+                "the resumed session skipped and restored nothing".into(),
+            ));
         }
         Ok(resumed)
     });
@@ -548,7 +640,7 @@ fn live_entries_stay_bounded_on_a_larger_state() {
             max_fetches_per_depth: 4,
             max_items_per_request: 64,
             max_in_flight_per_peer: 2,
-            commit_threshold_bytes: 64 * 1024,
+            batch_bytes: 64 * 1024,
             ..EngineConfig::default()
         };
         let e = &config.engine;

@@ -8,8 +8,8 @@ use statesync_core::node::{ChildRef, TrieNode};
 use statesync_core::synthetic::{generate, SyntheticConfig};
 use statesync_core::walk::{walk, WalkError};
 use statesync_core::{
-    Account, BuiltState, HashedBlob, ItemKind, MemoryStore, Scheduler, SchedulerConfig, StoreKey,
-    SyncMode, EMPTY_ROOT_HASH, H256,
+    Account, BatchLimit, BuiltState, HashedBlob, ItemKind, MemoryStore, Scheduler, SchedulerConfig,
+    StoreKey, SyncMode, EMPTY_ROOT_HASH, H256,
 };
 use statesync_tests::fixtures::{check_state_accounts, make_test_state};
 use statesync_tests::harness::{
@@ -331,7 +331,7 @@ fn shared_items_complete_in_the_unwritten_batch_are_not_fetched_again() {
     assert!(scheduler.is_done());
     assert!(scheduler.stats().found_in_batch > 0);
     let mut store = MemoryStore::new();
-    store.apply(&scheduler.commit());
+    store.apply(&scheduler.commit(BatchLimit::UNLIMITED).batch);
     assert_synced(state.root, SyncMode::State, &state.store, &store);
     assert_eq!(
         store.keys(),

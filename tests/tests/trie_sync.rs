@@ -8,8 +8,8 @@ use statesync_core::node::NodeChild;
 use statesync_core::rng::SeededRng;
 use statesync_core::walk::{walk, WalkError, Walker};
 use statesync_core::{
-    keccak256, KeyMode, MemoryStore, Nibbles, Scheduler, SchedulerConfig, StoreKey, SyncMode,
-    TrieBuilder, TrieNode, EMPTY_ROOT_HASH, H256,
+    keccak256, BatchLimit, KeyMode, MemoryStore, Nibbles, Scheduler, SchedulerConfig, StoreKey,
+    SyncMode, TrieBuilder, TrieNode, EMPTY_ROOT_HASH, H256,
 };
 use statesync_tests::fixtures::{make_test_trie, trie_paths, TestTrie};
 use statesync_tests::harness::{
@@ -92,7 +92,7 @@ fn empty_root_sync_has_nothing_to_look_up_or_fetch() {
             assert!(scheduler.is_done());
             assert_eq!(scheduler.pending(), 0);
             assert_eq!(scheduler.completed_fraction(), 1.0);
-            assert!(scheduler.commit().is_empty());
+            assert!(scheduler.commit(BatchLimit::UNLIMITED).batch.is_empty());
         }
     }
 }
@@ -507,14 +507,14 @@ fn per_depth_cap_of_four_bounds_outstanding_requests_and_still_completes() {
                 )))
                 .unwrap();
         }
-        let batch = scheduler.commit();
+        let batch = scheduler.commit(BatchLimit::UNLIMITED).batch;
         for (hash, _) in &batch.nodes {
             outstanding.remove(hash);
         }
         store.apply(&batch);
     }
     assert!(scheduler.is_done());
-    store.apply(&scheduler.commit());
+    store.apply(&scheduler.commit(BatchLimit::UNLIMITED).batch);
     assert!(outstanding.is_empty());
     assert_eq!(peak, 4);
     check_trie_contents(&trie, &store);

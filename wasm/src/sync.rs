@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise, Uint8Array};
-use statesync_core::engine::{DisconnectReason, StoreFailure};
+use statesync_core::engine::{DisconnectReason, EngineError, StoreFailure};
 use statesync_core::{
     Engine, EngineConfig, Event, PeerId, Progress, StoreAction, StoreOp, StoreResult, Transmit,
     H256,
@@ -91,7 +91,16 @@ fn config_from(options: &JsValue) -> EngineConfig {
     let mut config = EngineConfig::default();
     let positive = |name| opt_number(options, name).filter(|v| *v >= 1.0 && v.is_finite());
     if let Some(v) = positive("batchBytes") {
-        config.commit_threshold_bytes = v as usize;
+        config.batch_bytes = v as usize;
+    }
+    if let Some(v) = positive("batchItems") {
+        config.batch_items = v as usize;
+    }
+    if let Some(v) = positive("batchIntervalMs") {
+        config.batch_interval_ms = v as u64;
+    }
+    if let Some(v) = positive("stallTimeoutMs") {
+        config.stall_timeout_ms = Some(v as u64);
     }
     if let Some(v) = positive("maxInFlight") {
         config.max_in_flight_per_peer = v as usize;
@@ -398,7 +407,7 @@ fn settlement(
     let value = match event {
         Event::Finished(p) => Ok(to_js(p)),
         Event::Cancelled => Ok(to_js(&engine.progress())),
-        Event::Failed(err) => Err(error("INVALID_STATE", &err.to_string())),
+        Event::Failed(err) => Err(failure_error(err)),
         _ => return None,
     };
     let (resolve, reject) = settle.take()?;
@@ -406,6 +415,29 @@ fn settlement(
         Ok(v) => Action::Settle(resolve, v),
         Err(e) => Action::Settle(reject, e),
     })
+}
+
+/// The error a failed sync rejects with: `code`, and for a stall `first` (the first item no
+/// peer could serve) and `unservable`.
+fn failure_error(err: &EngineError) -> JsValue {
+    let value = error(failure_code(err), &err.to_string());
+    if let EngineError::Stalled {
+        first, unservable, ..
+    } = err
+    {
+        let first = first.map_or(JsValue::UNDEFINED, |h| h.to_string().into());
+        let _ = js_sys::Reflect::set(&value, &"first".into(), &first);
+        let _ = js_sys::Reflect::set(&value, &"unservable".into(), &(*unservable as f64).into());
+    }
+    value
+}
+
+/// The `code` a failed sync rejects with.
+fn failure_code(err: &EngineError) -> &'static str {
+    match err {
+        EngineError::Stalled { .. } => "STALLED",
+        _ => "INVALID_STATE",
+    }
 }
 
 /// Starts the next store operation if none is running.
@@ -430,6 +462,7 @@ fn run_store(driver: &Rc<RefCell<Driver>>) {
                 .commit(batch, progress)
                 .await
                 .map(|()| StoreResult::Committed),
+            StoreAction::LoadStaged => store.load_staged().await.map(StoreResult::Staged),
         };
         let result = result.unwrap_or_else(StoreResult::Failed);
         {
@@ -483,6 +516,10 @@ fn describe(reason: &DisconnectReason) -> String {
         DisconnectReason::IncompatibleVersion { version } => {
             format!("incompatible protocol version {version}")
         }
+        DisconnectReason::NoStatus { waited_ms } => format!(
+            "sent no valid Status within {:.1} s of connecting (not a statesync peer?)",
+            *waited_ms as f64 / 1000.0
+        ),
     }
 }
 
@@ -496,6 +533,7 @@ fn event_to_js(event: &Event) -> JsValue {
         #[serde(rename_all = "camelCase")]
         Stalled {
             unservable: usize,
+            first: Option<String>,
             peers: usize,
         },
         #[serde(rename_all = "camelCase")]
@@ -516,14 +554,22 @@ fn event_to_js(event: &Event) -> JsValue {
         Cancelled,
         #[serde(rename_all = "camelCase")]
         Failed {
+            code: &'static str,
             message: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            first: Option<String>,
         },
     }
     let out = match event {
         Event::Progress(p) => Out::Progress(p),
         Event::Finished(p) => Out::Finished(p),
-        Event::Stalled { unservable, peers } => Out::Stalled {
+        Event::Stalled {
+            unservable,
+            first,
+            peers,
+        } => Out::Stalled {
             unservable: *unservable,
+            first: first.map(|h| h.to_string()),
             peers: *peers,
         },
         Event::PeerDisconnected { peer, reason } => Out::PeerDisconnected {
@@ -540,7 +586,12 @@ fn event_to_js(event: &Event) -> JsValue {
         },
         Event::Cancelled => Out::Cancelled,
         Event::Failed(err) => Out::Failed {
+            code: failure_code(err),
             message: err.to_string(),
+            first: match err {
+                EngineError::Stalled { first, .. } => first.map(|h| h.to_string()),
+                _ => None,
+            },
         },
     };
     to_js(&out)

@@ -28,6 +28,7 @@ export type StateSyncErrorCode =
   | "ALREADY_STARTED"
   | "ROOT_MISMATCH"
   | "INVALID_STATE"
+  | "STALLED"
   | "INCOMPLETE"
   | "STORE_QUOTA"
   | "STORE_CLOSED"
@@ -67,12 +68,25 @@ export interface Progress {
   fraction: number;
   /** Estimated milliseconds left, once the rate is known. */
   etaMs: number | undefined;
-  /** Items verified and accepted in this session. */
+  /** Items fetched from peers, verified and accepted in this session. */
   processed: number;
-  /** Items written, all sessions. */
+  /** Verified items read back from the staging area in this session instead of fetched again. */
+  restored: number;
+  /** Items in the main keyspace (complete subtries), all sessions. */
   committed: number;
-  /** Bytes written, all sessions. */
+  /** Their bytes. */
   committedBytes: number;
+  /** Verified items in the staging area: durable, their subtries not complete yet. Stored = committed + staged. */
+  staged: number;
+  stagedBytes: number;
+  /** Verified items and bytes not durable yet: what a crash now would lose. At most one batch. */
+  unwrittenItems: number;
+  unwrittenBytes: number;
+  /** The most items held unwritten at once this session. */
+  peakUnwrittenItems: number;
+  /** The largest batch written this session: puts and deletes, and payload bytes. */
+  largestBatchItems: number;
+  largestBatchBytes: number;
   /** Requests known but not complete. */
   pending: number;
   /** Items delivered again after another copy was taken. */
@@ -88,6 +102,8 @@ export interface Progress {
   retrying: number;
   /** Items no connected peer could serve. */
   unservable: number;
+  /** The first of them, for messages that name one. */
+  firstUnservable: Hash | undefined;
   /** Scheduler entries held in memory. */
   liveEntries: number;
   /** Items accepted per second, recently. */
@@ -99,9 +115,12 @@ export interface Progress {
 export interface ProgressRecord {
   /** The root being synced towards. */
   root: Hash;
-  /** Items written by all sessions so far. */
+  /** Items in the main keyspace, written by all sessions so far. */
   committedItems: number;
   committedBytes: number;
+  /** Verified items in the staging area (their subtries were not complete yet). */
+  stagedItems: number;
+  stagedBytes: number;
   /** Whether everything under `root` is stored. */
   complete: boolean;
 }
@@ -125,7 +144,8 @@ export interface VerifyResult {
 
 /**
  * A store implemented in JavaScript (the Node.js tool's LevelDB). Keys use geth's flat
- * layout: a node under its 32-byte hash, code under `"c" || codeHash`. A rejection's
+ * layout: a node under its 32-byte hash, code under `"c" || codeHash`; verified nodes whose
+ * subtries are not complete yet under `"statesync-staged-" || hash` (the staging area). A rejection's
  * `code` or `name` classifies it: `QuotaExceededError` / `QUOTA_EXCEEDED` as
  * `QuotaExceeded`, `InvalidStateError` / `CLOSED` / `LEVEL_DATABASE_NOT_OPEN` as `Closed`,
  * `VersionError` / `BLOCKED` / `LEVEL_LOCKED` as `Blocked`, anything else as `Other`.
@@ -135,8 +155,10 @@ export interface JsStore {
   has(keys: Uint8Array[]): Promise<boolean[]> | boolean[];
   /** Each key's value, in order; `null` or `undefined` when absent. */
   get(keys: Uint8Array[]): Promise<(Uint8Array | null | undefined)[]> | (Uint8Array | null | undefined)[];
-  /** Atomic: every put and the progress record land together, or nothing does. */
-  write(puts: [key: Uint8Array, value: Uint8Array][], progressKey: Uint8Array, progress: Uint8Array): Promise<void> | void;
+  /** Atomic: every put, every delete and the progress record land together, or nothing does. */
+  write(puts: [key: Uint8Array, value: Uint8Array][], deletes: Uint8Array[], progressKey: Uint8Array, progress: Uint8Array): Promise<void> | void;
+  /** Every entry whose key starts with `prefix` (the staging area), read when a sync resumes. */
+  scan(prefix: Uint8Array): Promise<[key: Uint8Array, value: Uint8Array][]> | [key: Uint8Array, value: Uint8Array][];
   /** The value stored under `progressKey` by `write`, if any. */
   readProgress(progressKey: Uint8Array): Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined;
 }
@@ -157,8 +179,14 @@ export interface SyncOptions extends StoreOptions {
   root: Hash;
   /** When the store holds a sync towards another root, sync it towards `root` instead of rejecting with `ROOT_MISMATCH` (what is stored is kept). */
   switchRoot?: boolean;
-  /** Payload bytes per commit batch (default 1 MiB). */
+  /** Payload bytes per commit batch at most (default 1 MiB); also the most verified data held unwritten at once, which is what a crash can lose. */
   batchBytes?: number;
+  /** Puts and deletes per commit batch at most (default 8192); verified items not yet durable never exceed it. */
+  batchItems?: number;
+  /** Verified items are written within this many milliseconds even when no batch fills up (default 2000). */
+  batchIntervalMs?: number;
+  /** Give up after this many milliseconds stalled without progress: everything verified is written, then `start()` rejects with `STALLED`. Default: wait for peers forever. */
+  stallTimeoutMs?: number;
   /** Requests outstanding per peer (default 4). */
   maxInFlight?: number;
   /** Hashes per request (default 384, at most 1024). */
@@ -181,16 +209,16 @@ export type SyncEvent =
   | ({ type: "progress" } & Progress)
   /** Every item under the root is stored and the final record is written. */
   | ({ type: "finished" } & Progress)
-  /** No connected peer can serve `unservable` items; the rest of the work goes on. */
-  | { type: "stalled"; unservable: number; peers: number }
+  /** Nothing can move: no connected peer can serve `unservable` items (the first is `first`), or no peer is usable. Told once per stall, after peers had time to connect. */
+  | { type: "stalled"; unservable: number; first: Hash | undefined; peers: number }
   /** The engine dropped a peer (its `close` was called). */
   | { type: "peerDisconnected"; peer: number; reason: string }
   | { type: "rootSwitched"; from: Hash; to: Hash }
   /** A store write failed and nothing of it landed; `resume()` retries it. */
   | { type: "paused"; reason: StoreFailureKind; message: string }
   | { type: "cancelled" }
-  /** The root commits to data that is not a valid state; `start()` rejects with `INVALID_STATE`. */
-  | { type: "failed"; message: string };
+  /** The sync cannot finish, with everything verified written: `code` is `INVALID_STATE` (the root commits to data that is not a valid state) or `STALLED` (past `stallTimeoutMs`); `start()` rejects with it. */
+  | { type: "failed"; code: "INVALID_STATE" | "STALLED"; message: string; first?: Hash };
 
 /** The `type` of every event. */
 export type SyncEventType = SyncEvent["type"];

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use common::*;
 use js_sys::{Function, Uint8Array};
 use statesync_wasm::source::StateSource;
-use statesync_wasm::statesync_core::{keccak256, ProgressRecord, StoreKey, H256};
+use statesync_wasm::statesync_core::{keccak256, CommitBatch, ProgressRecord, StoreKey, H256};
 use statesync_wasm::store::IdbStore;
 use statesync_wasm::sync::StateSync;
 use statesync_wasm::verify::{read_progress, verify_store};
@@ -45,6 +45,18 @@ fn record(root: H256, items: u64, complete: bool) -> ProgressRecord {
         committed_items: items,
         committed_bytes: items * 8,
         complete,
+        ..ProgressRecord::default()
+    }
+}
+
+/// A batch that also stages two nodes, so a refused batch must leave staging alone too.
+fn staging_batch() -> CommitBatch {
+    CommitBatch {
+        staged: vec![
+            (keccak256(b"staged 1"), b"staged 1".to_vec()),
+            (keccak256(b"staged 2"), b"staged 2".to_vec()),
+        ],
+        ..CommitBatch::default()
     }
 }
 
@@ -65,6 +77,7 @@ async fn a_batch_with_a_value_indexeddb_refuses_leaves_nothing_behind() {
     store
         .commit_entries(
             [(node(100), value(100)), (code(101), value(101))].into_iter(),
+            &CommitBatch::default(),
             &before,
         )
         .await
@@ -80,7 +93,7 @@ async fn a_batch_with_a_value_indexeddb_refuses_leaves_nothing_behind() {
     ];
     let keys: Vec<StoreKey> = batch.iter().map(|(k, _)| *k).collect();
     let err = store
-        .commit_entries(batch.into_iter(), &record(root, 6, true))
+        .commit_entries(batch.into_iter(), &staging_batch(), &record(root, 6, true))
         .await
         .expect_err("the batch is refused");
     assert!(!err.message.is_empty());
@@ -99,6 +112,72 @@ async fn a_batch_with_a_value_indexeddb_refuses_leaves_nothing_behind() {
         store.lookup(&[node(100), code(101)]).await.expect("lookup"),
         vec![true, true]
     );
+    assert_eq!(
+        store.load_staged().await.expect("staging readable"),
+        vec![],
+        "nothing of the refused batch is staged"
+    );
+}
+
+#[test]
+async fn staged_nodes_are_read_back_apart_from_lookups_and_leave_when_stored() {
+    let name = fresh_database("staging");
+    let root = keccak256(b"staging");
+    let store = IdbStore::open(&name).await.expect("opens");
+    let (a, b) = (keccak256(b"staged 1"), keccak256(b"staged 2"));
+    store
+        .commit(
+            &staging_batch(),
+            &ProgressRecord {
+                root,
+                staged_items: 2,
+                staged_bytes: 16,
+                ..ProgressRecord::default()
+            },
+        )
+        .await
+        .expect("commits");
+    drop(store);
+    let store = IdbStore::open(&name).await.expect("reopens");
+    let mut staged = store.load_staged().await.expect("reads staging");
+    staged.sort();
+    let mut expected = staging_batch().staged;
+    expected.sort();
+    assert_eq!(staged, expected);
+    // Lookups see the main keyspace only.
+    assert_eq!(
+        store.lookup(&[StoreKey::node(a)]).await.expect("lookup"),
+        vec![false]
+    );
+    // One node completes: stored, and gone from staging, in one batch.
+    let moved = CommitBatch {
+        nodes: vec![(a, b"staged 1".to_vec())],
+        unstaged: vec![a],
+        ..CommitBatch::default()
+    };
+    store
+        .commit(&moved, &record(root, 1, false))
+        .await
+        .expect("commits");
+    assert_eq!(
+        store.lookup(&[StoreKey::node(a)]).await.expect("lookup"),
+        vec![true]
+    );
+    assert_eq!(
+        store.load_staged().await.expect("reads staging"),
+        vec![(b, b"staged 2".to_vec())]
+    );
+}
+
+#[test]
+async fn a_version_1_database_is_upgraded_with_its_data_kept() {
+    let name = fresh_database("upgrade");
+    let v1 = common::open_version_1_database(&name).await;
+    common::put_raw(&v1, "nodes", node(5).hash.as_bytes(), b"v1 node").await;
+    v1.close();
+    let store = IdbStore::open(&name).await.expect("upgrades");
+    assert_eq!(store.lookup(&[node(5)]).await.expect("lookup"), vec![true]);
+    assert_eq!(store.load_staged().await.expect("staging exists"), vec![]);
 }
 
 #[test]
@@ -110,6 +189,7 @@ async fn a_failed_first_batch_leaves_no_progress_record() {
     store
         .commit_entries(
             [(node(1), value(1)), (node(2), unclonable)].into_iter(),
+            &CommitBatch::default(),
             &record(keccak256(b"r"), 2, false),
         )
         .await
@@ -126,11 +206,19 @@ async fn a_reopened_database_has_the_record_and_the_keys() {
     {
         let store = IdbStore::open(&name).await.expect("opens");
         store
-            .commit_entries((0..20).map(|i| (node(i), value(i))), &written)
+            .commit_entries(
+                (0..20).map(|i| (node(i), value(i))),
+                &CommitBatch::default(),
+                &written,
+            )
             .await
             .expect("commits");
         store
-            .commit_entries((0..20).map(|i| (code(i), value(i))), &written)
+            .commit_entries(
+                (0..20).map(|i| (code(i), value(i))),
+                &CommitBatch::default(),
+                &written,
+            )
             .await
             .expect("commits");
         // Dropped here: the connection closes.
@@ -188,17 +276,28 @@ async fn a_sync_interrupted_and_restarted_on_indexeddb_resumes_and_fetches_only_
         .expect("readable");
     assert_eq!(field(&partial, "complete"), JsValue::FALSE);
     assert!(number(&partial, "committedItems") > 0.0);
-    // Second session: resumes from what is stored.
+    // The cancel flushed everything verified: incomplete subtries went to staging.
+    let staged = number(&partial, "stagedItems");
+    assert!(staged > 0.0, "nothing was staged");
+    let stored = number(&partial, "committedItems") + staged;
+    // Second session: resumes from what is stored, taking the staged items back.
     {
         let sync = Rc::new(StateSync::new(options()).expect("valid"));
         connect(&sync, 1, &source);
         let done = run(&sync).await.expect("finishes");
         assert_eq!(number(&done, "committed"), total, "all sessions together");
-        assert!(
-            number(&done, "processed") < total,
-            "stored items are not fetched again"
+        assert_eq!(
+            number(&done, "restored"),
+            staged,
+            "every staged item taken back"
+        );
+        assert_eq!(
+            number(&done, "processed"),
+            total - stored,
+            "exactly what was not stored is fetched"
         );
         assert!(number(&done, "skipped") > 0.0);
+        assert_eq!(number(&done, "staged"), 0.0, "staging is empty at the end");
     }
     let verified = verify_store(object(&[
         ("root", source.root().into()),
@@ -232,7 +331,11 @@ async fn one_lookup_answers_many_keys_of_both_kinds_in_order() {
                 .map(|i| (code(i), value(i))),
         );
     store
-        .commit_entries(entries, &record(keccak256(b"l"), 1250, false))
+        .commit_entries(
+            entries,
+            &CommitBatch::default(),
+            &record(keccak256(b"l"), 1250, false),
+        )
         .await
         .expect("commits");
     let keys: Vec<StoreKey> = (0..1500u32).flat_map(|i| [node(i), code(i)]).collect();

@@ -134,7 +134,9 @@ fn answer_honestly(scheduler: &mut Scheduler, local: &MemoryStore) {
 
 /// Writes a commit batch, checking that everything in it is what its key names (I1).
 fn commit(scheduler: &mut Scheduler, local: &mut MemoryStore) {
-    let batch = scheduler.commit();
+    let batch = scheduler
+        .commit(statesync_core::BatchLimit::UNLIMITED)
+        .batch;
     for (key, blob) in batch.items() {
         assert_eq!(keccak256(blob), key.hash, "committed an unverified blob");
     }
@@ -160,6 +162,7 @@ pub fn process(data: &[u8]) {
             SyncMode::Trie
         },
         max_fetches_per_depth: 1 + usize::from((setup >> 1) & 7),
+        recent_complete: if setup & 16 == 0 { 0 } else { 8 },
     };
     let mut scheduler = Scheduler::new(fx.root, config.clone());
     let mut local = MemoryStore::new();
@@ -291,7 +294,9 @@ fn one_node_sync(blob: &[u8], config: SchedulerConfig, stored_bits: u8) {
             scheduler.is_done(),
             "root with every child stored is not done"
         );
-        let batch = scheduler.commit();
+        let batch = scheduler
+            .commit(statesync_core::BatchLimit::UNLIMITED)
+            .batch;
         assert_eq!(batch.nodes.len(), 1);
     }
 }

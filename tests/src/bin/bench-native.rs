@@ -169,6 +169,7 @@ fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
             let result = match op.action {
                 StoreAction::Lookup(keys) => StoreResult::Lookup(vec![false; keys.len()]),
                 StoreAction::Commit { .. } => StoreResult::Committed,
+                StoreAction::LoadStaged => StoreResult::Staged(Vec::new()),
             };
             engine.handle_store_result(op.id, result, now);
         }

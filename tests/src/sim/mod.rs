@@ -20,7 +20,9 @@
 //!
 //! Checked on every run: each commit's items hash to their keys and equal the source's (I1),
 //! each committed node's dependencies are stored already or in the same batch (I2), the
-//! progress record advances by exactly the batch (I3), the completed fraction never falls
+//! progress record advances by exactly the batch (I3), staging deletes name staged entries and
+//! the record counts them, at every step the verified items not yet durable stay within one
+//! batch (I7), no item durable at a crash is fetched again after it, the completed fraction never falls
 //! within a root and session and is 1.0 when finished, no event reports failure, honest peers
 //! are never disconnected as misbehaving, and the run ends in `Event::Finished` with a state
 //! that walks completely, within a bound on steps and virtual time.
@@ -90,7 +92,7 @@ impl SimConfig {
             name: name.to_string(),
             seed,
             engine: EngineConfig {
-                commit_threshold_bytes: 8 * 1024,
+                batch_bytes: 8 * 1024,
                 ..EngineConfig::default()
             },
             peers,
@@ -134,6 +136,11 @@ pub struct Report {
     /// peer's Status, the engine reports a stall with no peers).
     pub stalls: Vec<(u64, usize, usize)>,
     pub max_live_entries: usize,
+    /// The most verified items that were not durable at any step (I7).
+    pub max_unwritten: u64,
+    /// Hashes asked of peers after a crash although they were durable (main keyspace or
+    /// staging) when it happened: zero, or the run fails.
+    pub refetched_after_crash: u64,
     pub commits: u64,
     pub rewrites: u64,
     pub switched_at: Option<u64>,
@@ -186,6 +193,8 @@ pub struct Sim {
     trace: bool,
     /// `(session, root, fraction)` of the last progress report.
     fraction: Option<(usize, H256, f64)>,
+    /// Hashes durable at the last crash: a later session must not fetch them.
+    durable_at_crash: HashSet<H256>,
     report: Report,
 }
 
@@ -259,6 +268,7 @@ impl Sim {
             session: 0,
             trace: std::env::var_os("SIM_TRACE").is_some(),
             fraction: None,
+            durable_at_crash: HashSet::new(),
             report,
         }
     }
@@ -612,6 +622,15 @@ impl Sim {
         while let Some(event) = self.engine.poll_event() {
             self.on_event(event)?;
         }
+        // I7: what is verified but not durable stays within one batch, at every step.
+        let (unwritten, _) = self.engine.unwritten();
+        self.report.max_unwritten = self.report.max_unwritten.max(unwritten);
+        let bound = self.config.engine.batch_items as u64;
+        if unwritten > bound {
+            return Err(self.error(format!(
+                "I7: {unwritten} verified items not durable, over the bound of {bound}"
+            )));
+        }
         Ok(())
     }
 
@@ -629,6 +648,12 @@ impl Sim {
             )));
         }
         if let Ok(Message::GetNodeData { hashes, .. }) = Message::decode(&frame) {
+            if let Some(hash) = hashes.iter().find(|h| self.durable_at_crash.contains(*h)) {
+                self.report.refetched_after_crash += 1;
+                return Err(self.error(format!(
+                    "I7: asked for {hash} after a crash, but it was durable when the crash happened"
+                )));
+            }
             self.report.requests += 1;
             self.report.items_requested += hashes.len() as u64;
             if let Some(count) = self.report.items_requested_per_session.last_mut() {
@@ -668,7 +693,9 @@ impl Sim {
                 self.check_progress(&progress)?;
                 self.report.finished = Some(progress);
             }
-            Event::Stalled { unservable, peers } => {
+            Event::Stalled {
+                unservable, peers, ..
+            } => {
                 self.report.stalls.push((self.now, unservable, peers));
             }
             Event::PeerDisconnected { peer, reason } => {
@@ -737,6 +764,10 @@ impl Sim {
         self.store
             .crash(&mut self.rng, &self.world)
             .map_err(|m| self.error(m))?;
+        // Everything verified before the last landed batch is durable: never fetched again.
+        let durable = self.store.data.keys().into_iter().map(|k| k.hash);
+        let staged = self.store.data.staged().into_iter().map(|(h, _)| h);
+        self.durable_at_crash.extend(durable.chain(staged));
         self.session += 1;
         self.report.items_requested_per_session.push(0);
         self.report.last_progress.push(None);

@@ -1,6 +1,7 @@
-//! The simulated store: a `MemoryStore` and the last committed progress record, running the
-//! engine's operations strictly one at a time, in order, each after a latency. Every commit
-//! is checked against I1 and I2 before it is applied, and applied whole with its record (I3).
+//! The simulated store: a `MemoryStore` (main keyspace and staging area) and the last
+//! committed progress record, running the engine's operations strictly one at a time, in
+//! order, each after a latency. Every commit is checked against I1, I2 and the staging rules
+//! before it is applied, and applied whole with its record (I3).
 
 use std::collections::VecDeque;
 
@@ -82,6 +83,7 @@ impl SimStore {
                 self.commit(&batch, progress, world)?;
                 Ok(StoreResult::Committed)
             }
+            StoreAction::LoadStaged => Ok(StoreResult::Staged(self.data.staged())),
         }
     }
 
@@ -116,6 +118,32 @@ impl SimStore {
             if self.data.contains(key) {
                 self.rewrites += 1;
             }
+        }
+        // Staging: verified nodes of the source only; a delete names an entry that exists;
+        // nothing is put and deleted at once; the record counts what staging holds after.
+        let mut staged_after = self.data.staged_count() as i64;
+        for (hash, value) in &batch.staged {
+            if keccak256(value) != *hash || world.source.get(StoreKey::node(*hash)) != Some(value) {
+                return Err(format!("I1: staged {hash} is not the source's node"));
+            }
+            if batch.unstaged.contains(hash) {
+                return Err(format!("staging: {hash} is put and deleted in one batch"));
+            }
+            if !self.data.is_staged(hash) {
+                staged_after += 1;
+            }
+        }
+        for hash in &batch.unstaged {
+            if !self.data.is_staged(hash) {
+                return Err(format!("staging: delete of {hash}, which is not staged"));
+            }
+            staged_after -= 1;
+        }
+        if progress.staged_items != staged_after as u64 {
+            return Err(format!(
+                "progress record says {} items staged, staging will hold {staged_after}",
+                progress.staged_items
+            ));
         }
         // I2: each node's dependencies are stored already or land in this same batch.
         let in_batch: std::collections::HashSet<StoreKey> = batch.items().map(|(k, _)| k).collect();

@@ -1,6 +1,10 @@
-//! IndexedDB persistence: object stores `nodes`, `code` and `meta` in one database; one
-//! readwrite transaction per commit batch (progress record included), one readonly
-//! transaction per batch of lookups.
+//! IndexedDB persistence: object stores `nodes`, `code`, `staging` and `meta` in one
+//! database; one readwrite transaction per commit batch (main keyspace puts, staging puts and
+//! deletes, progress record), one readonly transaction per batch of lookups.
+//!
+//! `staging` holds verified nodes whose subtries were not complete when they were written
+//! (DESIGN.md I7), keyed by hash like `nodes`; lookups never see it. Schema version 2 added it;
+//! opening a version 1 database upgrades it in place.
 
 use std::future::IntoFuture;
 
@@ -9,9 +13,9 @@ use idb::{
     Database, DatabaseEvent, Error, Factory, ObjectStoreParams, Query, TransactionMode,
     TransactionResult,
 };
-use js_sys::Uint8Array;
+use js_sys::{ArrayBuffer, Uint8Array};
 use statesync_core::engine::{StoreFailure, StoreFailureKind};
-use statesync_core::{CommitBatch, ItemKind, ProgressRecord, StoreKey};
+use statesync_core::{CommitBatch, ItemKind, ProgressRecord, StoreKey, H256};
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::{failure_from_js, other};
@@ -19,8 +23,9 @@ use super::{failure_from_js, other};
 const NODES: &str = "nodes";
 const CODE: &str = "code";
 const META: &str = "meta";
+const STAGING: &str = "staging";
 const PROGRESS: &str = "progress";
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 pub struct IdbStore {
     db: Database,
@@ -35,7 +40,11 @@ impl Drop for IdbStore {
 }
 
 fn key(key: &StoreKey) -> JsValue {
-    Uint8Array::from(key.hash.0.as_slice()).into()
+    hash_key(&key.hash)
+}
+
+fn hash_key(hash: &H256) -> JsValue {
+    Uint8Array::from(hash.0.as_slice()).into()
 }
 
 /// Maps an idb error to a typed store failure.
@@ -65,7 +74,7 @@ impl IdbStore {
         request.on_upgrade_needed(|event| {
             let Ok(db) = event.database() else { return };
             let names = db.store_names();
-            for store in [NODES, CODE, META] {
+            for store in [NODES, CODE, META, STAGING] {
                 if !names.iter().any(|n| n == store) {
                     let _ = db.create_object_store(store, ObjectStoreParams::new());
                 }
@@ -164,6 +173,35 @@ impl IdbStore {
             .collect()
     }
 
+    /// Every entry of the staging area, in one readonly transaction.
+    pub async fn load_staged(&self) -> Result<Vec<(H256, Vec<u8>)>, StoreFailure> {
+        let tx = self
+            .db
+            .transaction(&[STAGING], TransactionMode::ReadOnly)
+            .map_err(failure)?;
+        let staging = tx.object_store(STAGING).map_err(failure)?;
+        let keys = staging.get_all_keys(None, None).map_err(failure)?;
+        let values = staging.get_all(None, None).map_err(failure)?;
+        let (keys, values) = futures::join!(keys.into_future(), values.into_future());
+        let (keys, values) = (keys.map_err(failure)?, values.map_err(failure)?);
+        if keys.len() != values.len() {
+            return Err(other("staging: keys and values differ in number"));
+        }
+        let mut entries = Vec::with_capacity(keys.len());
+        for (k, v) in keys.into_iter().zip(values) {
+            // Binary keys come back as ArrayBuffers, whatever view they were written as.
+            let hash = (k.is_instance_of::<ArrayBuffer>() || ArrayBuffer::is_view(&k))
+                .then(|| Uint8Array::new(&k).to_vec())
+                .and_then(|k| H256::from_slice(&k));
+            let value = v.dyn_into::<Uint8Array>().ok().map(|v| v.to_vec());
+            // A key that is no hash cannot name a node: skip it; the sync fetches what it needs.
+            if let (Some(hash), Some(value)) = (hash, value) {
+                entries.push((hash, value));
+            }
+        }
+        Ok(entries)
+    }
+
     /// Writes a batch and its progress record in one readwrite transaction.
     pub async fn commit(
         &self,
@@ -172,21 +210,24 @@ impl IdbStore {
     ) -> Result<(), StoreFailure> {
         self.commit_entries(
             batch.items().map(|(k, v)| (k, Uint8Array::from(v).into())),
+            batch,
             record,
         )
         .await
     }
 
-    /// The transaction behind `commit`, taking any JS values: a test can slip in a value
-    /// IndexedDB refuses, to prove a failed batch leaves nothing behind.
+    /// The transaction behind `commit`, taking any JS values for the main keyspace puts (the
+    /// staging part comes from `batch`): a test can slip in a value IndexedDB refuses, to prove
+    /// a failed batch leaves nothing behind.
     pub async fn commit_entries(
         &self,
         entries: impl Iterator<Item = (StoreKey, JsValue)>,
+        batch: &CommitBatch,
         record: &ProgressRecord,
     ) -> Result<(), StoreFailure> {
         let tx = self
             .db
-            .transaction(&[NODES, CODE, META], TransactionMode::ReadWrite)
+            .transaction(&[NODES, CODE, STAGING, META], TransactionMode::ReadWrite)
             .map_err(failure)?;
         // Keep a handle to read `error` after the future consumes the transaction.
         let raw: web_sys::IdbTransaction = tx.into();
@@ -196,6 +237,7 @@ impl IdbStore {
             let nodes = tx.object_store(NODES).map_err(failure)?;
             let code = tx.object_store(CODE).map_err(failure)?;
             let meta = tx.object_store(META).map_err(failure)?;
+            let staging = tx.object_store(STAGING).map_err(failure)?;
             for (k, value) in entries {
                 let store = if k.kind == ItemKind::Node {
                     &nodes
@@ -203,6 +245,17 @@ impl IdbStore {
                     &code
                 };
                 store.put(&value, Some(&key(&k))).map_err(failure)?;
+            }
+            for (hash, value) in &batch.staged {
+                let value: JsValue = Uint8Array::from(value.as_slice()).into();
+                staging
+                    .put(&value, Some(&hash_key(hash)))
+                    .map_err(failure)?;
+            }
+            for hash in &batch.unstaged {
+                staging
+                    .delete(Query::from(hash_key(hash)))
+                    .map_err(failure)?;
             }
             let record = Uint8Array::from(record.encode().as_slice());
             meta.put(&record.into(), Some(&JsValue::from_str(PROGRESS)))

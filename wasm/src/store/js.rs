@@ -1,14 +1,18 @@
 //! A store implemented in JavaScript, so the engine can persist anywhere: the Node.js tool
 //! passes a LevelDB-backed object. Keys use geth's flat layout: a node under its 32-byte
-//! hash, code under `"c" || hash`, the progress record under `statesync-progress`.
+//! hash, code under `"c" || hash`, the progress record under `statesync-progress`, and the
+//! staging area (verified nodes whose subtries are not complete yet) under
+//! `"statesync-staged-" || hash`, apart from every geth key.
 //!
 //! ```ts
 //! interface JsStore {
 //!   has(keys: Uint8Array[]): Promise<boolean[]>;
 //!   get(keys: Uint8Array[]): Promise<(Uint8Array | null | undefined)[]>;
-//!   /** Atomic: every put and the meta record, or nothing. */
-//!   write(puts: [Uint8Array, Uint8Array][], progressKey: Uint8Array, progress: Uint8Array): Promise<void>;
+//!   /** Atomic: every put, every delete and the meta record, or nothing. */
+//!   write(puts: [Uint8Array, Uint8Array][], deletes: Uint8Array[], progressKey: Uint8Array, progress: Uint8Array): Promise<void>;
 //!   readProgress(progressKey: Uint8Array): Promise<Uint8Array | null | undefined>;
+//!   /** Every entry whose key starts with `prefix`. */
+//!   scan(prefix: Uint8Array): Promise<[Uint8Array, Uint8Array][]>;
 //! }
 //! ```
 //! A rejection's `code` (or `name`) classifies it: `QuotaExceededError`, `CLOSED`,
@@ -16,8 +20,8 @@
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use statesync_core::engine::StoreFailure;
-use statesync_core::store::PROGRESS_KEY;
-use statesync_core::{CommitBatch, ProgressRecord, StoreKey};
+use statesync_core::store::{staged_hash, staging_key, PROGRESS_KEY, STAGING_KEY_PREFIX};
+use statesync_core::{CommitBatch, ProgressRecord, StoreKey, H256};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -28,9 +32,9 @@ pub struct JsStore {
 }
 
 impl JsStore {
-    /// Wraps `object`, checking that it has the four methods.
+    /// Wraps `object`, checking that it has the five methods.
     pub fn new(object: JsValue) -> Result<JsStore, String> {
-        for method in ["has", "get", "write", "readProgress"] {
+        for method in ["has", "get", "write", "readProgress", "scan"] {
             let f = Reflect::get(&object, &method.into()).ok();
             if !f.is_some_and(|f| f.is_function()) {
                 return Err(format!("store object has no {method}() method"));
@@ -100,25 +104,60 @@ impl JsStore {
             .collect())
     }
 
+    /// Every staged entry, through `scan` over the staging prefix.
+    pub async fn load_staged(&self) -> Result<Vec<(H256, Vec<u8>)>, StoreFailure> {
+        let entries = self
+            .call("scan", &[Uint8Array::from(STAGING_KEY_PREFIX).into()])
+            .await?;
+        let entries: Array = entries
+            .dyn_into()
+            .map_err(|_| other("store.scan() did not return an array"))?;
+        let mut out = Vec::with_capacity(entries.length() as usize);
+        for entry in entries.iter() {
+            let pair: Option<(Uint8Array, Uint8Array)> = entry
+                .dyn_into::<Array>()
+                .ok()
+                .and_then(|p| Some((p.get(0).dyn_into().ok()?, p.get(1).dyn_into().ok()?)));
+            let Some((key, value)) = pair else {
+                return Err(other(
+                    "store.scan() returned an entry that is not [key, value]",
+                ));
+            };
+            // A key that names no hash is skipped: the sync fetches what it needs.
+            if let Some(hash) = staged_hash(&key.to_vec()) {
+                out.push((hash, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn commit(
         &self,
         batch: &CommitBatch,
         record: &ProgressRecord,
     ) -> Result<(), StoreFailure> {
+        let pair = |key: &[u8], value: &[u8]| -> JsValue {
+            let pair = Array::new();
+            pair.push(&Uint8Array::from(key));
+            pair.push(&Uint8Array::from(value));
+            pair.into()
+        };
         let puts: Array = batch
             .items()
-            .map(|(k, v)| -> JsValue {
-                let pair = Array::new();
-                pair.push(&Uint8Array::from(k.flat_key().as_slice()));
-                pair.push(&Uint8Array::from(v));
-                pair.into()
-            })
+            .map(|(k, v)| pair(&k.flat_key(), v))
+            .chain(batch.staged.iter().map(|(h, v)| pair(&staging_key(h), v)))
+            .collect();
+        let deletes: Array = batch
+            .unstaged
+            .iter()
+            .map(|h| JsValue::from(Uint8Array::from(staging_key(h).as_slice())))
             .collect();
         let progress = Uint8Array::from(record.encode().as_slice());
         self.call(
             "write",
             &[
                 puts.into(),
+                deletes.into(),
                 Uint8Array::from(PROGRESS_KEY).into(),
                 progress.into(),
             ],

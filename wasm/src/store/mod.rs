@@ -7,13 +7,13 @@ mod js;
 use std::cell::RefCell;
 
 use statesync_core::engine::{StoreFailure, StoreFailureKind};
-use statesync_core::{CommitBatch, MemoryStore, ProgressRecord, StoreKey};
+use statesync_core::{CommitBatch, MemoryStore, ProgressRecord, StoreKey, H256};
 
 pub use indexeddb::IdbStore;
 pub use js::JsStore;
 
-/// A store the driver can use. Every write is atomic: a batch and its progress record land
-/// together or not at all.
+/// A store the driver can use. Every write is atomic: a batch (main keyspace puts, staging
+/// puts and deletes) and its progress record land together or not at all.
 pub enum Store {
     IndexedDb(IdbStore),
     Js(JsStore),
@@ -67,6 +67,16 @@ impl Store {
                     .map(|k| store.get(*k).map(<[u8]>::to_vec))
                     .collect())
             }
+        }
+    }
+
+    /// Every entry of the staging area: verified nodes whose subtries were not complete when
+    /// they were written. The engine hashes each again before using it.
+    pub async fn load_staged(&self) -> Result<Vec<(H256, Vec<u8>)>, StoreFailure> {
+        match self {
+            Store::IndexedDb(s) => s.load_staged().await,
+            Store::Js(s) => s.load_staged().await,
+            Store::Memory(store, _) => Ok(store.borrow().staged()),
         }
     }
 

@@ -141,30 +141,72 @@ pub async fn run(sync: &StateSync) -> Result<JsValue, JsValue> {
     JsFuture::from(sync.start()).await
 }
 
-/// A JavaScript object implementing the store interface over two `Map`s (keys as hex), with
-/// switches to make `write` reject with any error (`failWith`) or take time (`writeDelayMs`),
-/// and a count of writes.
+/// A JavaScript object implementing the store interface over `Map`s (keys as hex): `data`
+/// (the main keyspace), `staged` (keys under the staging prefix), `progress`; with switches to
+/// make `write` reject with any error (`failWith`) or take time (`writeDelayMs`), and a count
+/// of writes.
 pub const MAP_STORE_JS: &str = r#"
 const hex = (k) => Array.from(k, (b) => b.toString(16).padStart(2, '0')).join('');
+const unhex = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
+const STAGING = hex(new TextEncoder().encode('statesync-staged-'));
+const mapOf = (key) => (key.startsWith(STAGING) ? store.staged : store.data);
 const store = {
   data: new Map(),
+  staged: new Map(),
   progress: new Map(),
   writes: 0,
   failWith: null,
   async has(keys) { return keys.map((k) => store.data.has(hex(k))); },
   async get(keys) { return keys.map((k) => store.data.get(hex(k))); },
   writeDelayMs: 0,
-  async write(puts, progressKey, progress) {
+  async write(puts, deletes, progressKey, progress) {
     if (store.writeDelayMs) await new Promise((r) => setTimeout(r, store.writeDelayMs));
     if (store.failWith) throw store.failWith();
-    for (const [k, v] of puts) store.data.set(hex(k), Uint8Array.from(v));
+    for (const [k, v] of puts) mapOf(hex(k)).set(hex(k), Uint8Array.from(v));
+    for (const k of deletes) mapOf(hex(k)).delete(hex(k));
     store.progress.set(hex(progressKey), Uint8Array.from(progress));
     store.writes++;
   },
   async readProgress(progressKey) { return store.progress.get(hex(progressKey)); },
+  async scan(prefix) {
+    const p = hex(prefix);
+    return [...store.data, ...store.staged].filter(([k]) => k.startsWith(p)).map(([k, v]) => [unhex(k), v]);
+  },
 };
 return store;
 "#;
+
+/// Opens `name` as a schema version 1 database (before the staging area): `nodes`, `code`,
+/// `meta`.
+pub async fn open_version_1_database(name: &str) -> idb::Database {
+    let factory = idb::Factory::new().expect("IndexedDB");
+    let mut request = factory.open(name, Some(1)).expect("open");
+    request.on_upgrade_needed(|event| {
+        use idb::DatabaseEvent;
+        let db = event.database().expect("the database");
+        for store in ["nodes", "code", "meta"] {
+            db.create_object_store(store, idb::ObjectStoreParams::new())
+                .expect("create");
+        }
+    });
+    request.await.expect("opens version 1")
+}
+
+/// Puts one value straight into an object store.
+pub async fn put_raw(db: &idb::Database, store: &str, key: &[u8], value: &[u8]) {
+    let tx = db
+        .transaction(&[store], idb::TransactionMode::ReadWrite)
+        .expect("transaction");
+    let key: JsValue = Uint8Array::from(key).into();
+    let value: JsValue = Uint8Array::from(value).into();
+    tx.object_store(store)
+        .expect("store")
+        .put(&value, Some(&key))
+        .expect("put")
+        .await
+        .expect("put lands");
+    tx.await.expect("commits");
+}
 
 pub fn map_store() -> JsValue {
     Function::new_no_args(MAP_STORE_JS)

@@ -11,18 +11,26 @@
 //!  user: switch root, pause,   ──▶ switch_root / pause / resume / cancel
 //!        resume, cancel
 //!  send frame / disconnect    ◀──  poll_transmit()
-//!  run store op (in order!)   ◀──  poll_store_op()
+//!  run store op (one at once) ◀──  poll_store_op()
 //!  show progress              ◀──  poll_event()
 //!  arm a timer                ◀──  poll_timeout()
 //! ```
 //!
-//! Store operations must be run one at a time, in the order they are polled: a lookup polled
-//! after a commit must see that commit. Poll every output after every input.
+//! At most one store operation is outstanding: `poll_store_op` returns `None` until the host
+//! has handed back the result of the last one. Poll every output after every input.
+//!
+//! Verified is durable at the store's pace (DESIGN.md I7): every verified item is written
+//! within one batch, complete items to the main keyspace and the rest to the staging area; a
+//! batch is capped in operations and bytes and also cut by time; and requests are only sent
+//! while the verified-but-unwritten items plus the items asked for stay within one batch, so
+//! a slow store slows the requests down instead of letting verified data pile up in memory.
 //!
 //! Differences from geth, on purpose: several requests may be in flight per peer; an item no
 //! peer can serve parks the sync as *stalled* instead of failing it (geth #21943) and is
 //! retried when a peer joins; a timeout is not an instant drop (no drop storms, geth #15576);
 //! answers to requests made for an old root are still used after a switch (geth #21260).
+
+mod store_ops;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -37,6 +45,8 @@ use crate::scheduler::{HashedBlob, ProcessError, Scheduler, SchedulerConfig, Syn
 use crate::store::{CommitBatch, StoreKey};
 use crate::wire::{Message, WireError, MAX_HASHES_PER_REQUEST, PROTOCOL_VERSION};
 
+use store_ops::{CommitState, Outcome, StoreOps};
+
 /// A peer, named by the host.
 pub type PeerId = u64;
 
@@ -50,9 +60,16 @@ pub struct EngineConfig {
     /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
     /// few keep the pipe full (see the simulator's latency scenarios).
     pub max_in_flight_per_peer: usize,
-    /// A commit batch is cut once this many payload bytes are complete. IndexedDB pays a
-    /// fixed cost per transaction, so batches are larger than geth's 100 KiB.
-    pub commit_threshold_bytes: usize,
+    /// A commit batch holds at most this many payload bytes. It is also the most verified
+    /// data held unwritten at once (the batch being written, the one being filled and the
+    /// answers asked for, by an estimate of their size): what a crash can lose.
+    pub batch_bytes: usize,
+    /// The same in items (puts and deletes). This bound is exact: verified items not yet
+    /// durable never exceed it.
+    pub batch_items: usize,
+    /// Verified items are written within this long even when no batch fills up (an idle or
+    /// stalled sync flushes what it holds).
+    pub batch_interval_ms: u64,
     /// Keys per store lookup operation.
     pub max_lookups_per_op: usize,
     pub rate: RateConfig,
@@ -63,6 +80,12 @@ pub struct EngineConfig {
     pub stall_timeouts: u32,
     /// How often items that no peer could serve are tried again on every peer.
     pub unservable_retry_ms: u64,
+    /// How long a connected peer has to send its Status before it is dropped, and how long
+    /// after the start a sync with nothing to do is not yet called stalled (peers connect).
+    pub peer_grace_ms: u64,
+    /// Give up after this long stalled without progress: everything verified is written,
+    /// then the sync fails with [`EngineError::Stalled`]. `None` waits for peers forever.
+    pub stall_timeout_ms: Option<u64>,
     /// How often a progress event is emitted while syncing.
     pub progress_interval_ms: u64,
     /// An idle peer re-requests the items of another peer's request once that request is
@@ -83,12 +106,16 @@ impl Default for EngineConfig {
             max_fetches_per_depth: crate::scheduler::DEFAULT_MAX_FETCHES_PER_DEPTH,
             max_items_per_request: 384,
             max_in_flight_per_peer: 4,
-            commit_threshold_bytes: 1024 * 1024,
+            batch_bytes: 1024 * 1024,
+            batch_items: 8192,
+            batch_interval_ms: 2_000,
             max_lookups_per_op: 4096,
             rate: RateConfig::default(),
             disconnect_penalty: 100,
             stall_timeouts: 3,
             unservable_retry_ms: 30_000,
+            peer_grace_ms: 5_000,
+            stall_timeout_ms: None,
             progress_interval_ms: 500,
             hedge_after_rtts: 4.0,
             min_hedge_ms: 250,
@@ -107,6 +134,8 @@ const PENALTY_UNKNOWN_REQUEST: u32 = 10;
 const PENALTY_FOREIGN_BLOB: u32 = 5;
 /// Timed-out request ids remembered per peer, so a late answer is used, not penalised.
 const EXPIRED_MEMORY: usize = 64;
+/// Item size assumed for answers on their way before anything was measured: a full branch.
+const INITIAL_ITEM_BYTES: u64 = 532;
 
 /// Something to do towards a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,9 +157,11 @@ pub enum DisconnectReason {
     Stalling,
     /// It speaks another protocol version.
     IncompatibleVersion { version: u64 },
+    /// It sent no valid Status frame within the grace period after connecting.
+    NoStatus { waited_ms: u64 },
 }
 
-/// A store operation for the host to run, in order, one at a time.
+/// A store operation for the host to run. At most one is outstanding at a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreOp {
     pub id: u64,
@@ -139,13 +170,18 @@ pub struct StoreOp {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreAction {
-    /// Answer whether each key is stored: `StoreResult::Lookup` with one bool per key.
+    /// Answer whether each key is in the main keyspace: `StoreResult::Lookup`, one bool per
+    /// key.
     Lookup(Vec<StoreKey>),
-    /// Write the batch and the progress record in one atomic transaction.
+    /// Write the batch (main keyspace puts, staging puts and deletes) and the progress record
+    /// in one atomic transaction.
     Commit {
         batch: Arc<CommitBatch>,
         progress: ProgressRecord,
     },
+    /// Read every entry of the staging area: `StoreResult::Staged`. Asked once, first, when a
+    /// sync resumes with staged items.
+    LoadStaged,
 }
 
 /// The outcome of a store operation.
@@ -153,6 +189,8 @@ pub enum StoreAction {
 pub enum StoreResult {
     Lookup(Vec<bool>),
     Committed,
+    /// The staging area's entries: a node hash and the blob stored under it.
+    Staged(Vec<(H256, Vec<u8>)>),
     /// Nothing was written. The engine pauses until `resume`, then retries.
     Failed(StoreFailure),
 }
@@ -178,9 +216,12 @@ pub enum Event {
     Progress(Progress),
     /// Every item under the root is stored and the final record is written.
     Finished(Progress),
-    /// No connected peer can serve `unservable` items; the rest of the work goes on.
+    /// No connected peer can serve `unservable` items (the first is `first`), or no peer is
+    /// usable at all, and nothing else is left to do. Reported once per stall, after the
+    /// peers have had time to connect.
     Stalled {
         unservable: usize,
+        first: Option<H256>,
         peers: usize,
     },
     PeerDisconnected {
@@ -193,9 +234,10 @@ pub enum Event {
     },
     /// A store write failed; nothing was half written. `resume` retries it.
     Paused(StoreFailure),
-    /// Cancelled, with everything complete flushed.
+    /// Cancelled, with everything verified flushed.
     Cancelled,
-    /// The root commits to data that is not a valid state; the sync cannot finish.
+    /// The sync cannot finish, and everything verified is flushed: the root commits to data
+    /// that is not a valid state, or it stalled past the configured timeout.
     Failed(EngineError),
 }
 
@@ -211,6 +253,34 @@ pub enum EngineError {
         got: usize,
         expected: usize,
     },
+    #[error("store answered op {op} with something else than {expected}")]
+    UnexpectedResult { op: u64, expected: &'static str },
+    #[error("{}", stalled_message(*.stalled_ms, *.unservable, .first, *.peers))]
+    Stalled {
+        stalled_ms: u64,
+        unservable: usize,
+        first: Option<H256>,
+        peers: usize,
+    },
+}
+
+fn stalled_message(
+    stalled_ms: u64,
+    unservable: usize,
+    first: &Option<H256>,
+    peers: usize,
+) -> String {
+    let secs = stalled_ms as f64 / 1000.0;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let connected = plural(peers, "peer", "peers");
+    match first {
+        Some(first) => format!(
+            "stalled for {secs:.1} s: {} no connected peer can serve (the first is {first}; {connected} connected)",
+            plural(unservable, "item", "items")
+        ),
+        None => format!("stalled for {secs:.1} s: no usable peer ({connected} connected)"),
+    }
 }
 
 /// A fetch handed to a peer and not yet answered.
@@ -239,6 +309,7 @@ struct Retry {
 #[derive(Debug)]
 struct Peer {
     head_root: Option<H256>,
+    joined_at: u64,
     rate: PeerRate,
     in_flight: usize,
     served: u64,
@@ -248,12 +319,22 @@ struct Peer {
     expired: VecDeque<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the engine is winding down: it flushes everything verified first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stop {
+    Cancel,
+    Fail(EngineError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
     Syncing,
-    Paused { by_store: bool },
+    Paused {
+        by_store: bool,
+    },
     Done,
-    Cancelling,
+    /// No more requests; answers still coming are taken; ends once everything is written.
+    Stopping(Stop),
     Cancelled,
     Failed,
 }
@@ -262,10 +343,25 @@ enum State {
 #[derive(Clone, Copy, Debug, Default)]
 struct Counters {
     processed: u64,
+    processed_bytes: u64,
     duplicate: u64,
     unexpected: u64,
     bytes_received: u64,
-    hedged: u64,
+    /// The most verified items held unwritten at once.
+    peak_unwritten: u64,
+}
+
+/// How the sync is doing at making progress.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stall {
+    /// Since when nothing could be done (no request out, no store work, items left).
+    since: Option<u64>,
+    /// The last time an item was verified, restored or found stored.
+    last_progress_at: u64,
+    /// `(processed, restored, found in store)` at that time.
+    mark: (u64, u64, u64),
+    /// The `Stalled` event was emitted for this stall.
+    reported: bool,
 }
 
 /// The engine. See the module documentation for the flow.
@@ -275,6 +371,7 @@ pub struct Engine {
     scheduler: Scheduler,
     generation: u64,
     state: State,
+    started_at: u64,
     peers: BTreeMap<PeerId, Peer>,
     round_trip: RoundTrip,
     requests: BTreeMap<u64, Request>,
@@ -283,28 +380,24 @@ pub struct Engine {
     retry: VecDeque<Retry>,
     unservable: Vec<Retry>,
     unservable_retry_at: Option<u64>,
-    stalled_reported: bool,
-    next_op_id: u64,
-    lookup_ops: BTreeMap<u64, (u64, Vec<StoreKey>)>,
-    /// Keys of failed lookups, asked again on resume.
-    relookup: Vec<StoreKey>,
-    /// Keys committed this session, when the store started empty: a key it rules out is
-    /// certainly absent, so its lookup is answered here.
-    committed_keys: Option<KeyFilter>,
-    /// Lookups answered by `committed_keys` without the store.
-    filtered_lookups: u64,
-    /// The commit in flight: only one at a time, so a batch never lands before the batch
-    /// holding its children (I2 across batches).
-    committing: Option<(u64, Arc<CommitBatch>, ProgressRecord)>,
-    /// Completed items carried from an old root's scheduler after a switch.
-    backlog: CommitBatch,
-    flush_requested: bool,
+    stall: Stall,
+    store: StoreOps,
+    /// The last durable progress record.
     committed: ProgressRecord,
+    /// Write everything verified now (a pause); cleared once nothing is left to write.
+    flush_requested: bool,
+    /// Since when something has waited to be written (a verified item, or a staged one that
+    /// completed and is to move to the main keyspace).
+    unwritten_since: Option<u64>,
+    /// It has waited `batch_interval_ms`: cut a batch even if it is small.
+    time_cut_due: bool,
+    /// The last `assign` could not send a request for lack of unwritten budget.
+    budget_blocked: bool,
     /// Found in store by earlier schedulers of this session (root switches).
     skipped_before: u64,
+    restored_before: u64,
     counters: Counters,
     transmits: VecDeque<Transmit>,
-    store_ops: VecDeque<StoreOp>,
     events: VecDeque<Event>,
     next_progress_at: u64,
     eta: EtaEstimator,
@@ -313,7 +406,8 @@ pub struct Engine {
 
 impl Engine {
     /// An engine syncing `root`. `resumed` is the progress record found in the store, if any:
-    /// its totals carry on, and whatever the store already holds is skipped by lookups.
+    /// its totals carry on, staged items are read back first, and whatever the store already
+    /// holds is skipped by lookups.
     pub fn new(
         root: H256,
         config: EngineConfig,
@@ -323,8 +417,9 @@ impl Engine {
         let scheduler = Scheduler::new(root, scheduler_config(&config));
         // No record: the store is taken to be empty, so whatever it will hold, this session
         // wrote. (A store with data but no record only costs refetching that data.)
-        let committed_keys = (resumed.is_none() && config.fresh_store_filter_bytes > 0)
+        let filter = (resumed.is_none() && config.fresh_store_filter_bytes > 0)
             .then(|| KeyFilter::new(config.fresh_store_filter_bytes));
+        let load_staged = resumed.is_some_and(|r| r.staged_items > 0);
         let committed = ProgressRecord {
             root,
             complete: false,
@@ -336,6 +431,7 @@ impl Engine {
             scheduler,
             generation: 0,
             state: State::Syncing,
+            started_at: now,
             peers: BTreeMap::new(),
             requests: BTreeMap::new(),
             deadlines: BTreeSet::new(),
@@ -343,20 +439,20 @@ impl Engine {
             retry: VecDeque::new(),
             unservable: Vec::new(),
             unservable_retry_at: None,
-            stalled_reported: false,
-            next_op_id: 1,
-            lookup_ops: BTreeMap::new(),
-            relookup: Vec::new(),
-            committed_keys,
-            filtered_lookups: 0,
-            committing: None,
-            backlog: CommitBatch::default(),
-            flush_requested: false,
+            stall: Stall {
+                last_progress_at: now,
+                ..Stall::default()
+            },
+            store: StoreOps::new(load_staged, filter),
             committed,
+            flush_requested: false,
+            unwritten_since: None,
+            time_cut_due: false,
+            budget_blocked: false,
             skipped_before: 0,
+            restored_before: 0,
             counters: Counters::default(),
             transmits: VecDeque::new(),
-            store_ops: VecDeque::new(),
             events: VecDeque::new(),
             next_progress_at: now,
             eta: EtaEstimator::default(),
@@ -381,9 +477,20 @@ impl Engine {
         self.state == State::Done
     }
 
+    /// Verified items and payload bytes that are not durable yet: in the batch being written
+    /// or not written at all. Never more than `batch_items` items (DESIGN.md I7).
+    pub fn unwritten(&self) -> (u64, u64) {
+        let (items, bytes) = self.scheduler.unwritten();
+        match self.store.commit.pending() {
+            Some(commit) => (items + commit.new_items, bytes + commit.new_bytes),
+            None => (items, bytes),
+        }
+    }
+
     // ── inputs ──────────────────────────────────────────────────────────────────────────
 
-    /// A peer connected. Requests go to it once its Status frame arrives.
+    /// A peer connected. Requests go to it once its Status frame arrives, which must come
+    /// within `peer_grace_ms`.
     pub fn handle_peer_joined(&mut self, peer: PeerId, now: u64) {
         if self.peers.contains_key(&peer) {
             return;
@@ -394,6 +501,7 @@ impl Engine {
             peer,
             Peer {
                 head_root: None,
+                joined_at: now,
                 rate,
                 in_flight: 0,
                 served: 0,
@@ -403,9 +511,6 @@ impl Engine {
                 expired: VecDeque::new(),
             },
         );
-        // A new peer may have what nobody else had.
-        self.retry.extend(self.unservable.drain(..));
-        self.stalled_reported = false;
         self.drive(now);
     }
 
@@ -436,7 +541,6 @@ impl Engine {
                     if newly_usable {
                         // Only now can it be asked: offer it what nobody else had.
                         self.retry.extend(self.unservable.drain(..));
-                        self.stalled_reported = false;
                     }
                 }
             }
@@ -456,62 +560,55 @@ impl Engine {
 
     /// The result of store op `id`.
     pub fn handle_store_result(&mut self, id: u64, result: StoreResult, now: u64) {
-        match result {
-            StoreResult::Lookup(answers) => {
-                let Some((generation, keys)) = self.lookup_ops.remove(&id) else {
-                    return;
-                };
-                if answers.len() != keys.len() {
-                    self.fail(EngineError::LookupMismatch {
-                        op: id,
-                        got: answers.len(),
-                        expected: keys.len(),
-                    });
-                } else if generation == self.generation {
-                    for (key, present) in keys.into_iter().zip(answers) {
-                        self.scheduler.handle_lookup(key, present);
-                    }
+        match self.store.on_result(id, result, self.generation) {
+            Outcome::Lookup(keys, answers) => {
+                for (key, present) in keys.into_iter().zip(answers) {
+                    self.scheduler.handle_lookup(key, present);
                 }
             }
-            StoreResult::Committed => {
-                if let Some((op, batch, record)) = self.committing.take() {
-                    if op != id {
-                        self.committing = Some((op, batch, record));
-                        return;
-                    }
-                    self.committed = record;
-                    self.meter.sample(now, self.counters.processed);
-                    if record.complete && record.root == self.root() && self.state == State::Syncing
-                    {
-                        self.state = State::Done;
-                        self.eta.sample(now, 1.0);
-                        let progress = self.progress();
-                        self.events.push_back(Event::Finished(progress));
-                    }
+            Outcome::Staged(entries) => {
+                let (mut items, mut bytes) = (0, 0);
+                for (hash, data) in entries {
+                    items += 1;
+                    bytes += data.len() as u64;
+                    self.scheduler.add_loose(hash, data, true);
+                }
+                // What the staging area holds is the truth; corrupt entries leave it later.
+                self.committed.staged_items = items;
+                self.committed.staged_bytes = bytes;
+            }
+            Outcome::Committed(commit) => {
+                self.committed = commit.record;
+                self.meter.sample(now, self.counters.processed);
+                let record = commit.record;
+                if record.complete && record.root == self.root() && self.state == State::Syncing {
+                    self.state = State::Done;
+                    self.eta.sample(now, 1.0);
+                    let progress = self.progress();
+                    self.events.push_back(Event::Finished(progress));
                 }
             }
-            StoreResult::Failed(failure) => {
-                if self.committing.as_ref().is_some_and(|(op, ..)| *op == id) {
-                    if !matches!(self.state, State::Cancelling | State::Failed) {
-                        self.state = State::Paused { by_store: true };
-                    }
+            Outcome::Failed(failure) => {
+                if let State::Stopping(stop) = &self.state {
+                    // The store fails while winding down: what is written is whole; stop here.
+                    let stop = stop.clone();
                     self.events.push_back(Event::Paused(failure));
-                } else if let Some((generation, keys)) = self.lookup_ops.remove(&id) {
-                    // Asked again on resume; nothing is lost meanwhile.
-                    if generation == self.generation {
-                        self.relookup.extend(keys);
-                    }
-                    if self.state == State::Syncing {
+                    self.finish_stop(stop);
+                } else {
+                    if matches!(self.state, State::Syncing | State::Paused { .. }) {
                         self.state = State::Paused { by_store: true };
                     }
                     self.events.push_back(Event::Paused(failure));
                 }
             }
+            Outcome::Fatal(err) => self.fail(err),
+            Outcome::Ignored => {}
         }
         self.drive(now);
     }
 
-    /// Deadlines that passed: request timeouts, retries of unservable items, progress.
+    /// Deadlines that passed: request timeouts, Status grace, retries of unservable items,
+    /// the time cut, the stall timeout, progress.
     pub fn handle_timeout(&mut self, now: u64) {
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
@@ -522,39 +619,45 @@ impl Engine {
                 self.on_timeout(id, request);
             }
         }
+        let grace = self.config.peer_grace_ms;
+        let silent: Vec<(PeerId, u64)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.head_root.is_none() && p.joined_at + grace <= now)
+            .map(|(id, p)| (*id, now - p.joined_at))
+            .collect();
+        for (peer, waited_ms) in silent {
+            self.disconnect(peer, DisconnectReason::NoStatus { waited_ms });
+        }
         if self.unservable_retry_at.is_some_and(|at| at <= now) {
             self.unservable_retry_at = None;
             for mut parked in self.unservable.drain(..) {
                 parked.lacking.clear();
                 self.retry.push_back(parked);
             }
-            self.stalled_reported = false;
         }
         self.drive(now);
     }
 
     /// Syncs towards `root` instead. Everything stored stays and is skipped by lookups;
-    /// answers still coming for the old root are used where the new root needs them.
+    /// everything verified for the old root is kept for the new one where it is needed, and
+    /// answers still coming for the old root are used too.
     pub fn switch_root(&mut self, root: H256, now: u64) {
         let from = self.root();
-        if root == from || matches!(self.state, State::Cancelling | State::Cancelled) {
+        if root == from || matches!(self.state, State::Stopping(_) | State::Cancelled) {
             return;
         }
-        let old = std::mem::replace(
-            &mut self.scheduler,
-            Scheduler::new(root, scheduler_config(&self.config)),
-        );
-        let mut old = old;
-        let leftover = old.commit();
-        self.backlog.nodes.extend(leftover.nodes);
-        self.backlog.codes.extend(leftover.codes);
+        let next = Scheduler::new(root, scheduler_config(&self.config));
+        let old = std::mem::replace(&mut self.scheduler, next);
         self.skipped_before += old.stats().found_in_store;
+        self.restored_before += old.stats().restored;
+        old.hand_over(&mut self.scheduler);
         self.generation += 1;
+        self.store.clear_lookups();
         self.retry.clear();
         self.unservable.clear();
         self.committed.root = root;
         self.committed.complete = false;
-        self.flush_requested = true;
         if matches!(self.state, State::Done | State::Failed) {
             self.state = State::Syncing;
         }
@@ -564,7 +667,8 @@ impl Engine {
         self.drive(now);
     }
 
-    /// Stops asking peers for more; answers already coming are still taken.
+    /// Stops asking peers for more and writes everything verified; answers already coming
+    /// are still taken.
     pub fn pause(&mut self, now: u64) {
         if self.state == State::Syncing {
             self.state = State::Paused { by_store: false };
@@ -573,25 +677,22 @@ impl Engine {
         self.drive(now);
     }
 
-    /// Resumes after `pause` or a store failure (retrying the failed write).
+    /// Resumes after `pause` or a store failure. A failed write is sent again once; a write
+    /// still in flight is left alone.
     pub fn resume(&mut self, now: u64) {
         if let State::Paused { .. } = self.state {
             self.state = State::Syncing;
-            if let Some((_, batch, record)) = self.committing.take() {
-                self.send_commit(batch, record);
-            }
         }
         self.drive(now);
     }
 
-    /// Stops the sync after flushing everything complete. `Event::Cancelled` follows once the
-    /// flush is written.
+    /// Stops the sync after writing everything verified. `Event::Cancelled` follows once the
+    /// last batch is written.
     pub fn cancel(&mut self, now: u64) {
-        if self.is_finished() {
+        if self.is_finished() || matches!(self.state, State::Stopping(_)) {
             return;
         }
-        self.state = State::Cancelling;
-        self.flush_requested = true;
+        self.state = State::Stopping(Stop::Cancel);
         self.drive(now);
     }
 
@@ -603,12 +704,6 @@ impl Engine {
         self.transmits.pop_front()
     }
 
-    /// The next store operation. Run them one at a time, in this order.
-    #[must_use]
-    pub fn poll_store_op(&mut self) -> Option<StoreOp> {
-        self.store_ops.pop_front()
-    }
-
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -617,13 +712,40 @@ impl Engine {
     /// When `handle_timeout` should next be called, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.is_finished() {
+            return None;
+        }
         let mut next = self.deadlines.first().map(|(deadline, _)| *deadline);
-        let mut consider = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
-        if let Some(at) = self.unservable_retry_at {
-            consider(at);
+        let mut consider = |at: Option<u64>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        consider(self.unservable_retry_at);
+        let grace = self.config.peer_grace_ms;
+        consider(
+            self.peers
+                .values()
+                .filter(|p| p.head_root.is_none())
+                .map(|p| p.joined_at + grace)
+                .min(),
+        );
+        if !self.time_cut_due {
+            consider(
+                self.unwritten_since
+                    .map(|t| t + self.config.batch_interval_ms),
+            );
+        }
+        if let Some(since) = self.stall.since {
+            if !self.stall.reported {
+                consider(Some(self.stall_reportable_at(since)));
+            }
+            if let Some(timeout) = self.config.stall_timeout_ms {
+                consider(Some(self.stall.last_progress_at + timeout));
+            }
         }
         if matches!(self.state, State::Syncing | State::Paused { .. }) {
-            consider(self.next_progress_at);
+            consider(Some(self.next_progress_at));
         }
         next
     }
@@ -633,9 +755,10 @@ impl Engine {
     pub fn progress(&self) -> Progress {
         let target_rtt = self.round_trip.target_rtt_ms();
         let stats = self.scheduler.stats();
+        let stalled = self.stall.reported && self.state == State::Syncing;
         let phase = match self.state {
-            State::Syncing if self.stalled_reported => Phase::Stalled,
-            State::Syncing | State::Cancelling => Phase::Syncing,
+            State::Syncing if stalled => Phase::Stalled,
+            State::Syncing | State::Stopping(_) => Phase::Syncing,
             State::Paused { .. } => Phase::Paused,
             State::Done => Phase::Done,
             State::Cancelled => Phase::Cancelled,
@@ -652,18 +775,29 @@ impl Engine {
                     0.999_999
                 })
         };
+        let eta_ms = match self.state {
+            State::Done => Some(0),
+            // Nobody can say when a peer that has the rest will come.
+            _ if stalled => None,
+            _ => self.eta.eta_ms(),
+        };
+        let (unwritten_items, unwritten_bytes) = self.unwritten();
         Progress {
             root: self.root(),
             phase,
             fraction,
-            eta_ms: if self.state == State::Done {
-                Some(0)
-            } else {
-                self.eta.eta_ms()
-            },
+            eta_ms,
             processed: self.counters.processed,
+            restored: self.restored_before + stats.restored,
             committed: self.committed.committed_items,
             committed_bytes: self.committed.committed_bytes,
+            staged: self.committed.staged_items,
+            staged_bytes: self.committed.staged_bytes,
+            unwritten_items,
+            unwritten_bytes,
+            peak_unwritten_items: self.counters.peak_unwritten,
+            largest_batch_items: self.store.largest_batch.0,
+            largest_batch_bytes: self.store.largest_batch.1,
             pending: self.scheduler.pending() as u64,
             duplicate: self.counters.duplicate,
             unexpected: self.counters.unexpected,
@@ -672,6 +806,7 @@ impl Engine {
             requests_in_flight: self.requests.len(),
             retrying: self.retry.len(),
             unservable: self.unservable.len(),
+            first_unservable: self.unservable.first().map(|r| r.task.hash),
             live_entries: self.scheduler.live_entries() + self.retry.len() + self.unservable.len(),
             items_per_sec: self.meter.per_sec(),
             peers: self
@@ -695,22 +830,30 @@ impl Engine {
 
     // ── internals ───────────────────────────────────────────────────────────────────────
 
-    /// Runs after every input: store work, requests, completion, progress.
+    /// Runs after every input: lookups, requests, stalls, the end of a stop, progress.
     fn drive(&mut self, now: u64) {
         if self.is_finished() {
             return;
         }
-        self.emit_lookups();
-        self.maybe_commit();
+        let absent = self.store.queue_lookups(self.scheduler.take_lookups());
+        for key in absent {
+            self.scheduler.handle_lookup(key, false);
+        }
         if self.state == State::Syncing {
             self.assign(now);
-            self.check_stalled(now);
         }
-        if self.state == State::Cancelling && self.committing.is_none() && self.nothing_to_flush() {
-            self.state = State::Cancelled;
-            self.events.push_back(Event::Cancelled);
+        self.track_unwritten(now);
+        self.track_stall(now);
+        if let State::Stopping(stop) = &self.state {
+            let written = !self.scheduler.has_work_to_write()
+                && matches!(self.store.commit, CommitState::Idle)
+                && !self.store.busy();
+            if written {
+                let stop = stop.clone();
+                self.finish_stop(stop);
+            }
         }
-        if now >= self.next_progress_at {
+        if now >= self.next_progress_at && !self.is_finished() {
             self.next_progress_at = now + self.config.progress_interval_ms;
             self.meter.sample(now, self.counters.processed);
             self.eta.sample(now, self.scheduler.completed_fraction());
@@ -719,92 +862,137 @@ impl Engine {
         }
     }
 
-    fn nothing_to_flush(&self) -> bool {
-        self.backlog.is_empty() && self.scheduler.batch_len() == 0
+    /// The time cut, the peak lag, and the end of a pause's flush.
+    fn track_unwritten(&mut self, now: u64) {
+        if !self.scheduler.has_work_to_write() {
+            self.unwritten_since = None;
+            self.time_cut_due = false;
+        } else {
+            let since = *self.unwritten_since.get_or_insert(now);
+            self.time_cut_due = now >= since + self.config.batch_interval_ms;
+        }
+        self.counters.peak_unwritten = self.counters.peak_unwritten.max(self.unwritten().0);
+        if self.flush_requested && !self.scheduler.has_work_to_write() {
+            self.flush_requested = false;
+        }
     }
 
-    fn emit_lookups(&mut self) {
-        if matches!(self.state, State::Paused { by_store: true }) {
+    /// Notices when nothing can move, reports it once the peers have had time to connect, and
+    /// gives up after `stall_timeout_ms` without progress.
+    ///
+    /// Stuck means: after assigning, no request is out, none is held back by the unwritten
+    /// budget, no lookup or staged read can bring new work, and items are left. A stall ends
+    /// with progress (an item verified, restored or found stored), not with a retry going out.
+    fn track_stall(&mut self, now: u64) {
+        let stats = self.scheduler.stats();
+        let mark = (
+            self.counters.processed,
+            stats.restored,
+            stats.found_in_store,
+        );
+        if mark != self.stall.mark {
+            self.stall = Stall {
+                mark,
+                last_progress_at: now,
+                ..Stall::default()
+            };
+        }
+        if self.state != State::Syncing {
             return;
         }
-        if !self.scheduler.has_lookups() && self.relookup.is_empty() {
-            return;
-        }
-        let mut keys = std::mem::take(&mut self.relookup);
-        keys.extend(self.scheduler.take_lookups());
-        if let Some(filter) = &self.committed_keys {
-            let (maybe, absent): (Vec<StoreKey>, Vec<StoreKey>) =
-                keys.into_iter().partition(|k| filter.may_contain(k));
-            self.filtered_lookups += absent.len() as u64;
-            for key in absent {
-                self.scheduler.handle_lookup(key, false);
+        let stuck = self.requests.is_empty()
+            && !self.budget_blocked
+            && !self.store.lookups_pending()
+            && !self.store.loading_staged()
+            && !self.scheduler.is_done();
+        if !stuck {
+            if !self.stall.reported {
+                self.stall.since = None;
             }
-            keys = maybe;
+            return;
         }
-        for chunk in keys.chunks(self.config.max_lookups_per_op.max(1)) {
-            let id = self.next_op_id;
-            self.next_op_id += 1;
-            self.lookup_ops
-                .insert(id, (self.generation, chunk.to_vec()));
-            self.store_ops.push_back(StoreOp {
-                id,
-                action: StoreAction::Lookup(chunk.to_vec()),
+        let since = *self.stall.since.get_or_insert(now);
+        if !self.unservable.is_empty() && self.unservable_retry_at.is_none() {
+            self.unservable_retry_at = Some(now + self.config.unservable_retry_ms);
+        }
+        if !self.stall.reported && now >= self.stall_reportable_at(since) {
+            self.stall.reported = true;
+            let peers = self.usable_peers().count();
+            self.events.push_back(Event::Stalled {
+                unservable: self.unservable.len(),
+                first: self.unservable.first().map(|r| r.task.hash),
+                peers,
             });
         }
-    }
-
-    /// Cuts a commit batch when the threshold is reached, a flush was asked for, or the
-    /// sync is complete. One commit is in flight at a time.
-    fn maybe_commit(&mut self) {
-        if self.committing.is_some()
-            || matches!(self.state, State::Paused { by_store: true } | State::Done)
-        {
-            return;
-        }
-        let complete = self.scheduler.is_done() && self.state == State::Syncing;
-        let pending_bytes = self.scheduler.batch_bytes() + self.backlog.bytes();
-        // While cancelling, every completed item is flushed, including those that complete
-        // after the first flush was cut (answers still arriving), or Cancelled never comes.
-        let flushing = self.flush_requested || self.state == State::Cancelling;
-        let due = complete
-            || pending_bytes >= self.config.commit_threshold_bytes
-            || (flushing && !self.nothing_to_flush());
-        if !due {
-            return;
-        }
-        self.flush_requested = false;
-        let mut batch = std::mem::take(&mut self.backlog);
-        let fresh = self.scheduler.commit();
-        batch.nodes.extend(fresh.nodes);
-        batch.codes.extend(fresh.codes);
-        let record = ProgressRecord {
-            root: self.root(),
-            committed_items: self.committed.committed_items + batch.len() as u64,
-            committed_bytes: self.committed.committed_bytes + batch.bytes() as u64,
-            complete,
-        };
-        self.send_commit(batch, record);
-    }
-
-    fn send_commit(&mut self, batch: impl Into<Arc<CommitBatch>>, progress: ProgressRecord) {
-        let id = self.next_op_id;
-        self.next_op_id += 1;
-        // Shared, not copied: kept for a retry if the store fails.
-        let batch: Arc<CommitBatch> = batch.into();
-        if let Some(filter) = &mut self.committed_keys {
-            // Before the write lands, which is fine: lookups run after it, in order.
-            for (key, _) in batch.items() {
-                filter.insert(&key);
+        if let Some(timeout) = self.config.stall_timeout_ms {
+            let stalled_ms = now.saturating_sub(self.stall.last_progress_at);
+            if stalled_ms >= timeout {
+                let err = EngineError::Stalled {
+                    stalled_ms,
+                    unservable: self.unservable.len(),
+                    first: self.unservable.first().map(|r| r.task.hash),
+                    peers: self.usable_peers().count(),
+                };
+                self.state = State::Stopping(Stop::Fail(err));
             }
         }
-        self.committing = Some((id, Arc::clone(&batch), progress));
-        self.store_ops.push_back(StoreOp {
-            id,
-            action: StoreAction::Commit { batch, progress },
-        });
     }
 
-    /// Fills idle request slots, fastest peers first.
+    /// A stall is told only once the peers have had time to connect, and has lasted a moment.
+    fn stall_reportable_at(&self, since: u64) -> u64 {
+        (self.started_at + self.config.peer_grace_ms).max(since + 1_000)
+    }
+
+    fn usable_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.head_root.is_some())
+            .map(|(id, _)| *id)
+    }
+
+    fn finish_stop(&mut self, stop: Stop) {
+        match stop {
+            Stop::Cancel => {
+                self.state = State::Cancelled;
+                self.events.push_back(Event::Cancelled);
+            }
+            Stop::Fail(err) => {
+                self.state = State::Failed;
+                self.events.push_back(Event::Failed(err));
+            }
+        }
+    }
+
+    /// Items asked of peers and not answered yet, which the unwritten budget must cover.
+    fn outstanding_items(&self) -> u64 {
+        self.requests.values().map(|r| r.tasks.len() as u64).sum()
+    }
+
+    /// How many more items may be asked for: verified-but-unwritten items plus those on
+    /// their way stay within one batch, in items exactly and in bytes by estimate.
+    fn request_budget(&self) -> usize {
+        let (items, bytes) = self.unwritten();
+        let outstanding = self.outstanding_items();
+        let by_items = (self.config.batch_items as u64).saturating_sub(items + outstanding);
+        let item_bytes = self
+            .counters
+            .processed_bytes
+            .checked_div(self.counters.processed)
+            .map_or(INITIAL_ITEM_BYTES, |b| b.max(1));
+        let by_bytes = (self.config.batch_bytes as u64)
+            .saturating_sub(bytes)
+            .saturating_sub(outstanding * item_bytes)
+            / item_bytes;
+        let budget = by_items.min(by_bytes) as usize;
+        if items + outstanding == 0 {
+            // Items larger than a whole batch still move, one at a time.
+            budget.max(1)
+        } else {
+            budget
+        }
+    }
+
+    /// Fills idle request slots, fastest peers first, within the unwritten budget.
     fn assign(&mut self, now: u64) {
         let rates: Vec<PeerRate> = self.peers.values().map(|p| p.rate).collect();
         self.round_trip.tune(now, &rates);
@@ -821,21 +1009,30 @@ impl Engine {
             .map(|(id, p)| (p.rate.capacity(target_rtt, max_items), *id))
             .collect();
         order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut budget = self.request_budget();
+        self.budget_blocked = false;
         for (capacity, peer) in order {
             while self
                 .peers
                 .get(&peer)
                 .is_some_and(|p| p.in_flight < self.config.max_in_flight_per_peer)
             {
-                let mut tasks = self.fill(peer, capacity, now);
+                let n = capacity.min(budget);
+                if n == 0 {
+                    // The store has to catch up before more is asked for.
+                    self.budget_blocked = true;
+                    return;
+                }
+                let mut tasks = self.fill(peer, n, now);
                 let hedge = tasks.is_empty();
                 if hedge {
-                    tasks = self.hedge(peer, capacity, now);
+                    tasks = self.hedge(peer, n, now);
                 }
                 if tasks.is_empty() {
                     // Nothing for this peer; a retry it lacks may still suit the next one.
                     break;
                 }
+                budget = budget.saturating_sub(tasks.len());
                 self.send_request(peer, tasks, now, timeout, hedge);
             }
         }
@@ -844,12 +1041,7 @@ impl Engine {
     /// Up to `n` tasks for `peer`: retries it has not refused first, then new work.
     fn fill(&mut self, peer: PeerId, n: usize, now: u64) -> Vec<Retry> {
         let mut tasks = Vec::new();
-        let usable: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.head_root.is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        let usable: Vec<PeerId> = self.usable_peers().collect();
         let mut keep = VecDeque::with_capacity(self.retry.len());
         while let Some(retry) = self.retry.pop_front() {
             if tasks.len() >= n {
@@ -904,7 +1096,7 @@ impl Engine {
             return Vec::new();
         };
         request.hedged = true;
-        let tasks: Vec<Retry> = request
+        request
             .tasks
             .iter()
             .filter(|r| self.scheduler.is_wanted(r.task.key()))
@@ -913,9 +1105,7 @@ impl Engine {
                 task: r.task.clone(),
                 lacking: r.lacking.clone(),
             })
-            .collect();
-        self.counters.hedged += tasks.len() as u64;
-        tasks
+            .collect()
     }
 
     fn send_request(
@@ -926,7 +1116,6 @@ impl Engine {
         timeout: u64,
         hedged: bool,
     ) {
-        self.stalled_reported = false;
         let id = self.next_request_id;
         self.next_request_id += 1;
         let hashes = tasks.iter().map(|t| t.task.hash).collect();
@@ -963,9 +1152,15 @@ impl Engine {
                 .get(&peer)
                 .is_some_and(|p| p.expired.contains(&id));
             if late {
-                // Answer to a request that timed out: take what is still useful.
+                // Answer to a request that timed out: take what is still useful, as far as the
+                // unwritten budget goes (its items were not counted as on their way).
                 for blob in blobs {
-                    self.deliver(blob);
+                    if self.request_budget() == 0 {
+                        break;
+                    }
+                    if self.deliver(HashedBlob::new(blob.to_vec())).is_none() {
+                        return;
+                    }
                 }
             } else {
                 self.penalise(
@@ -987,9 +1182,8 @@ impl Engine {
         let mut served = 0usize;
         let mut foreign = 0u32;
         for blob in blobs {
-            let Some(hash) = self.deliver(blob) else {
-                return; // fatal: the state is invalid
-            };
+            let blob = HashedBlob::new(blob.to_vec());
+            let hash = blob.hash();
             let index = if request
                 .tasks
                 .get(cursor)
@@ -1011,13 +1205,23 @@ impl Engine {
             };
             match index {
                 Some(i) if !delivered[i] => {
+                    if self.deliver(blob).is_none() {
+                        return; // fatal: the state is invalid
+                    }
                     delivered[i] = true;
                     served += 1;
                     cursor = i + 1;
                     last_served_index = Some(last_served_index.map_or(i, |l: usize| l.max(i)));
                 }
-                _ if request.generation == self.generation => foreign += 1,
-                _ => {}
+                _ => {
+                    // Not asked of this request: useful only within the unwritten budget.
+                    if self.request_budget() > 0 && self.deliver(blob).is_none() {
+                        return;
+                    }
+                    if request.generation == self.generation {
+                        foreign += 1;
+                    }
+                }
             }
         }
         let empty_answer = blobs.is_empty();
@@ -1057,13 +1261,16 @@ impl Engine {
         self.requeue(undelivered);
     }
 
-    /// Hashes a blob and gives it to the scheduler; counts the outcome. Returns the hash,
-    /// or `None` after a fatal error.
-    fn deliver(&mut self, blob: &[u8]) -> Option<H256> {
-        let blob = HashedBlob::new(blob.to_vec());
+    /// Gives a verified blob to the scheduler and counts the outcome. Returns its hash, or
+    /// `None` after a fatal error.
+    fn deliver(&mut self, blob: HashedBlob) -> Option<H256> {
         let hash = blob.hash();
+        let len = blob.data().len() as u64;
         match self.scheduler.process(blob) {
-            Ok(()) => self.counters.processed += 1,
+            Ok(()) => {
+                self.counters.processed += 1;
+                self.counters.processed_bytes += len;
+            }
             Err(ProcessError::NotRequested) => self.counters.unexpected += 1,
             Err(ProcessError::AlreadyProcessed) => self.counters.duplicate += 1,
             Err(err) => {
@@ -1071,6 +1278,7 @@ impl Engine {
                 return None;
             }
         }
+        self.counters.peak_unwritten = self.counters.peak_unwritten.max(self.unwritten().0);
         Some(hash)
     }
 
@@ -1170,48 +1378,13 @@ impl Engine {
         }
     }
 
-    /// Reports a stall once when nothing can move: after assigning, no request is out and no
-    /// store work is pending, yet items are left (no usable peer, or none can serve them).
-    fn check_stalled(&mut self, now: u64) {
-        let idle =
-            self.requests.is_empty() && self.lookup_ops.is_empty() && self.committing.is_none();
-        if !idle || self.scheduler.is_done() || self.stalled_reported {
-            return;
-        }
-        self.stalled_reported = true;
-        if !self.unservable.is_empty() && self.unservable_retry_at.is_none() {
-            self.unservable_retry_at = Some(now + self.config.unservable_retry_ms);
-        }
-        let peers = self
-            .peers
-            .values()
-            .filter(|p| p.head_root.is_some())
-            .count();
-        self.events.push_back(Event::Stalled {
-            unservable: self.unservable.len(),
-            peers,
-        });
-    }
-
+    /// Fatal: stop asking, write everything verified (complete subtries are valid whatever
+    /// the rest holds, and staged items are verified), then report the error.
     fn fail(&mut self, err: EngineError) {
-        if self.state == State::Failed {
+        if matches!(self.state, State::Failed | State::Stopping(Stop::Fail(_))) {
             return;
         }
-        self.state = State::Failed;
-        // Complete subtries are valid whatever the rest holds: keep them.
-        let leftover = self.scheduler.commit();
-        self.backlog.nodes.extend(leftover.nodes);
-        self.backlog.codes.extend(leftover.codes);
-        if self.committing.is_none() && !self.backlog.is_empty() {
-            let batch = std::mem::take(&mut self.backlog);
-            let record = ProgressRecord {
-                committed_items: self.committed.committed_items + batch.len() as u64,
-                committed_bytes: self.committed.committed_bytes + batch.bytes() as u64,
-                ..self.committed
-            };
-            self.send_commit(batch, record);
-        }
-        self.events.push_back(Event::Failed(err));
+        self.state = State::Stopping(Stop::Fail(err));
     }
 }
 
@@ -1219,6 +1392,7 @@ fn scheduler_config(config: &EngineConfig) -> SchedulerConfig {
     SchedulerConfig {
         mode: config.mode,
         max_fetches_per_depth: config.max_fetches_per_depth,
+        ..SchedulerConfig::default()
     }
 }
 
@@ -1282,6 +1456,7 @@ mod tests {
                         store.apply(batch);
                         StoreResult::Committed
                     }
+                    StoreAction::LoadStaged => StoreResult::Staged(store.staged()),
                 };
                 engine.handle_store_result(op.id, result, now);
             }
@@ -1381,6 +1556,7 @@ mod tests {
                         store.apply(batch);
                         StoreResult::Committed
                     }
+                    StoreAction::LoadStaged => StoreResult::Staged(store.staged()),
                 };
                 if cancelled {
                     for (peer, frame) in pending_answers.drain(..) {
@@ -1444,6 +1620,7 @@ mod tests {
                         store.apply(batch);
                         StoreResult::Committed
                     }
+                    StoreAction::LoadStaged => StoreResult::Staged(store.staged()),
                 };
                 engine.handle_store_result(op.id, result, step);
             }
@@ -1469,7 +1646,7 @@ mod tests {
             "{} lookups reached the store for {items} items",
             asked.get()
         );
-        assert!(engine.filtered_lookups as usize > items / 2);
+        assert!(engine.store.filtered as usize > items / 2);
     }
 
     #[test]
@@ -1821,5 +1998,446 @@ mod tests {
             .unwrap();
         assert_eq!(finished.processed, 0);
         assert_eq!(finished.skipped, 1);
+    }
+}
+
+/// Durability, backpressure, the commit state machine and stalls (DESIGN.md I7).
+#[cfg(test)]
+mod durability_tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::store::{ItemKind, MemoryStore};
+    use crate::synthetic::{generate, SyntheticConfig};
+    use crate::wire::Status;
+
+    /// The engine between peers that answer from `source` and a memory store, driven by hand.
+    struct Net {
+        engine: Engine,
+        source: MemoryStore,
+        store: MemoryStore,
+        /// Items peers leave out of every answer.
+        withheld: Vec<StoreKey>,
+        now: u64,
+        events: Vec<Event>,
+        /// Commit batches the store wrote, in order.
+        written: Vec<Arc<CommitBatch>>,
+    }
+
+    impl Net {
+        fn new(source: MemoryStore, root: H256, config: EngineConfig) -> Net {
+            Net {
+                engine: Engine::new(root, config, None, 0),
+                source,
+                store: MemoryStore::new(),
+                withheld: Vec::new(),
+                now: 0,
+                events: Vec::new(),
+                written: Vec::new(),
+            }
+        }
+
+        fn status(&self) -> Vec<u8> {
+            Message::Status(Status {
+                version: PROTOCOL_VERSION,
+                network_id: 1,
+                head_root: self.engine.root(),
+            })
+            .encode()
+        }
+
+        fn join(&mut self, peer: PeerId) {
+            let status = self.status();
+            self.engine.handle_peer_joined(peer, self.now);
+            self.engine.handle_frame(peer, &status, self.now);
+        }
+
+        /// Runs store op `op` against the store and hands the result back.
+        fn run(&mut self, op: StoreOp) {
+            let result = match &op.action {
+                StoreAction::Lookup(keys) => {
+                    StoreResult::Lookup(keys.iter().map(|k| self.store.contains(*k)).collect())
+                }
+                StoreAction::Commit { batch, .. } => {
+                    self.store.apply(batch);
+                    self.written.push(Arc::clone(batch));
+                    StoreResult::Committed
+                }
+                StoreAction::LoadStaged => StoreResult::Staged(self.store.staged()),
+            };
+            self.engine.handle_store_result(op.id, result, self.now);
+        }
+
+        /// Answers every request sent so far from the source, less the withheld items.
+        fn answer_all(&mut self) -> bool {
+            let mut any = false;
+            while let Some(transmit) = self.engine.poll_transmit() {
+                let Transmit::Frame { peer, frame } = transmit else {
+                    continue;
+                };
+                any = true;
+                let Ok(Message::GetNodeData { id, hashes }) = Message::decode(&frame) else {
+                    panic!("not a request");
+                };
+                let blobs: Vec<&[u8]> = hashes
+                    .iter()
+                    .filter(|h| !self.withheld.iter().any(|k| k.hash == **h))
+                    .filter_map(|h| {
+                        self.source
+                            .get(StoreKey::node(*h))
+                            .or(self.source.get(StoreKey::code(*h)))
+                    })
+                    .collect();
+                let reply = Message::NodeData { id, blobs }.encode();
+                self.engine.handle_frame(peer, &reply, self.now);
+            }
+            any
+        }
+
+        fn collect_events(&mut self) {
+            while let Some(event) = self.engine.poll_event() {
+                self.events.push(event);
+            }
+        }
+
+        /// Store ops, answers and timers until the engine is finished or `until` (virtual ms)
+        /// has passed; `hold` decides which store ops to hand back instead of running.
+        fn drive_until(
+            &mut self,
+            until: u64,
+            hold: &mut dyn FnMut(&StoreOp) -> bool,
+        ) -> Option<StoreOp> {
+            for _ in 0..1_000_000 {
+                if let Some(op) = self.engine.poll_store_op() {
+                    if hold(&op) {
+                        return Some(op);
+                    }
+                    self.run(op);
+                    continue;
+                }
+                let answered = self.answer_all();
+                self.collect_events();
+                if self.engine.is_finished() || self.now > until {
+                    return None;
+                }
+                if !answered {
+                    let next = self
+                        .engine
+                        .poll_timeout()
+                        .unwrap_or(self.now + 1_000)
+                        .max(self.now + 1);
+                    if next > until {
+                        return None;
+                    }
+                    self.now = next;
+                    self.engine.handle_timeout(self.now);
+                }
+            }
+            panic!("the engine neither finished nor went idle");
+        }
+
+        fn drive(&mut self) {
+            self.drive_until(u64::MAX, &mut |_| false);
+        }
+    }
+
+    fn small_batches() -> EngineConfig {
+        EngineConfig {
+            batch_items: 64,
+            batch_bytes: 8 * 1024,
+            ..EngineConfig::default()
+        }
+    }
+
+    fn is_commit(op: &StoreOp) -> bool {
+        matches!(op.action, StoreAction::Commit { .. })
+    }
+
+    #[test]
+    fn resume_while_a_commit_is_in_flight_writes_the_batch_once() {
+        let state = generate(&SyntheticConfig::new(300, 9));
+        let mut net = Net::new(state.store, state.root, small_batches());
+        net.join(1);
+        let mut commits = 0;
+        let op = net
+            .drive_until(u64::MAX, &mut |op| {
+                is_commit(op) && {
+                    commits += 1;
+                    commits == 3
+                }
+            })
+            .expect("a third commit");
+        // The host is writing it; the user pauses and resumes, twice.
+        for _ in 0..2 {
+            net.engine.pause(net.now);
+            net.engine.resume(net.now);
+            assert_eq!(
+                net.engine.poll_store_op(),
+                None,
+                "a second op while one is out"
+            );
+        }
+        net.run(op);
+        net.drive();
+        assert!(net.engine.is_done());
+        for (i, a) in net.written.iter().enumerate() {
+            for b in &net.written[i + 1..] {
+                assert!(!Arc::ptr_eq(a, b), "a batch was written twice");
+            }
+        }
+        assert_eq!(net.store.keys(), net.source.keys());
+        assert_eq!(net.store.staged_count(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_is_sent_again_once_on_resume_and_only_then() {
+        let state = generate(&SyntheticConfig::new(300, 9));
+        let mut net = Net::new(state.store, state.root, small_batches());
+        net.join(1);
+        let op = net.drive_until(u64::MAX, &mut is_commit).expect("a commit");
+        let StoreAction::Commit { batch, .. } = &op.action else {
+            unreachable!()
+        };
+        let batch = Arc::clone(batch);
+        let unwritten = net.engine.unwritten();
+        let failure = StoreFailure {
+            kind: StoreFailureKind::QuotaExceeded,
+            message: "full".into(),
+        };
+        net.engine
+            .handle_store_result(op.id, StoreResult::Failed(failure.clone()), net.now);
+        net.collect_events();
+        assert!(net.events.contains(&Event::Paused(failure)));
+        // Paused by the store: nothing is retried on its own, nothing is lost.
+        assert_eq!(net.engine.poll_store_op(), None);
+        assert_eq!(net.engine.unwritten(), unwritten);
+        net.engine.resume(net.now);
+        let again = net.engine.poll_store_op().expect("the failed batch again");
+        let StoreAction::Commit { batch: resent, .. } = &again.action else {
+            panic!("{again:?} is not the commit")
+        };
+        assert!(Arc::ptr_eq(&batch, resent), "not the same batch");
+        net.engine.resume(net.now);
+        assert_eq!(net.engine.poll_store_op(), None, "sent twice");
+        net.run(again);
+        net.drive();
+        assert!(net.engine.is_done());
+        assert_eq!(net.store.keys(), net.source.keys());
+    }
+
+    #[test]
+    fn unwritten_items_never_exceed_one_batch_with_a_slow_store() {
+        let state = generate(&SyntheticConfig::new(1_000, 4));
+        let config = EngineConfig {
+            batch_items: 200,
+            ..EngineConfig::default()
+        };
+        let mut net = Net::new(state.store, state.root, config);
+        for peer in 1..=3 {
+            net.join(peer);
+        }
+        // The store answers one op per round of answers: peers are faster than it.
+        let mut peak = 0;
+        for _ in 0..100_000 {
+            net.answer_all();
+            peak = peak.max(net.engine.unwritten().0);
+            assert!(net.engine.unwritten().0 <= 200);
+            if let Some(op) = net.engine.poll_store_op() {
+                net.run(op);
+            }
+            net.collect_events();
+            if net.engine.is_finished() {
+                break;
+            }
+        }
+        assert!(net.engine.is_done());
+        assert!(peak > 100, "the bound was never approached ({peak})");
+        let largest = net
+            .written
+            .iter()
+            .map(|b| b.operations())
+            .max()
+            .unwrap_or(0);
+        assert!(largest <= 200, "a batch of {largest} operations");
+    }
+
+    #[test]
+    fn a_stall_past_the_timeout_writes_everything_then_fails_naming_the_first_unservable_item() {
+        let state = generate(&SyntheticConfig::new(300, 2));
+        let leaf = *state
+            .store
+            .keys()
+            .iter()
+            .find(|k| k.hash != state.root && k.kind == ItemKind::Node)
+            .expect("a node");
+        let config = EngineConfig {
+            stall_timeout_ms: Some(20_000),
+            ..EngineConfig::default()
+        };
+        let mut net = Net::new(state.store, state.root, config);
+        net.withheld.push(leaf);
+        net.join(1);
+        net.drive();
+        assert!(net.engine.is_finished() && !net.engine.is_done());
+        let stalled = net
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::Stalled { first: Some(h), .. } if *h == leaf.hash))
+            .expect("a Stalled event naming the item");
+        let Some(Event::Failed(EngineError::Stalled {
+            first, stalled_ms, ..
+        })) = net.events.last()
+        else {
+            panic!("ended with {:?}", net.events.last());
+        };
+        assert_eq!(*first, Some(leaf.hash));
+        assert!(*stalled_ms >= 20_000);
+        assert!(stalled < net.events.len() - 1);
+        // Everything verified is durable: nothing is left in memory.
+        assert_eq!(net.engine.unwritten(), (0, 0));
+        let fetched = net.engine.progress().processed;
+        assert_eq!(
+            net.store.node_count() + net.store.code_count() + net.store.staged_count(),
+            fetched as usize
+        );
+    }
+
+    #[test]
+    fn a_peer_that_sends_no_status_is_dropped_after_the_grace_period() {
+        let state = generate(&SyntheticConfig::new(10, 1));
+        let mut net = Net::new(state.store, state.root, EngineConfig::default());
+        net.engine.handle_peer_joined(7, 0);
+        net.engine.handle_timeout(4_999);
+        assert_eq!(net.engine.poll_transmit(), None);
+        assert_eq!(net.engine.poll_timeout(), Some(5_000));
+        net.engine.handle_timeout(5_000);
+        assert_eq!(
+            net.engine.poll_transmit(),
+            Some(Transmit::Disconnect {
+                peer: 7,
+                reason: DisconnectReason::NoStatus { waited_ms: 5_000 }
+            })
+        );
+    }
+
+    #[test]
+    fn no_stall_is_reported_before_the_peers_have_had_time_to_connect() {
+        let state = generate(&SyntheticConfig::new(10, 1));
+        let mut net = Net::new(state.store, state.root, EngineConfig::default());
+        net.drive_until(4_900, &mut |_| false);
+        assert!(
+            !net.events
+                .iter()
+                .any(|e| matches!(e, Event::Stalled { .. })),
+            "{:?}",
+            net.events
+        );
+        assert!(net
+            .events
+            .iter()
+            .all(|e| !matches!(e, Event::Progress(p) if p.phase == Phase::Stalled)));
+        net.drive_until(6_000, &mut |_| false);
+        assert!(net.events.contains(&Event::Stalled {
+            unservable: 0,
+            first: None,
+            peers: 0
+        }));
+        assert_eq!(net.engine.progress().phase, Phase::Stalled);
+        assert_eq!(net.engine.progress().eta_ms, None);
+    }
+
+    #[test]
+    fn a_resumed_sync_takes_staged_items_back_instead_of_fetching_them() {
+        let state = generate(&SyntheticConfig::new(400, 6));
+        let mut net = Net::new(state.store.clone(), state.root, small_batches());
+        net.join(1);
+        // Run until a few batches landed, then "crash": the engine and its memory are gone.
+        let mut commits = 0;
+        let held = net.drive_until(u64::MAX, &mut |op| {
+            is_commit(op) && {
+                commits += 1;
+                commits == 6
+            }
+        });
+        assert!(held.is_some());
+        let staged = net.store.staged_count();
+        assert!(staged > 0, "nothing was staged");
+        let record = net.written.last().map(|_| net.engine.committed);
+        let mut store = std::mem::take(&mut net.store);
+        let durable: Vec<H256> = store
+            .keys()
+            .iter()
+            .map(|k| k.hash)
+            .chain(store.staged().into_iter().map(|(h, _)| h))
+            .collect();
+        // Corrupt one staged entry: it must be dropped and fetched again, not used.
+        let (bad, _) = store.staged()[0].clone();
+        store.stage(bad, b"not the node".to_vec());
+        let mut resumed = Net {
+            engine: Engine::new(state.root, small_batches(), record, net.now),
+            source: state.store,
+            store,
+            withheld: Vec::new(),
+            now: net.now,
+            events: Vec::new(),
+            written: Vec::new(),
+        };
+        resumed.join(1);
+        let mut asked = Vec::new();
+        for _ in 0..1_000_000 {
+            if let Some(op) = resumed.engine.poll_store_op() {
+                resumed.run(op);
+                continue;
+            }
+            let frames: Vec<Transmit> =
+                std::iter::from_fn(|| resumed.engine.poll_transmit()).collect();
+            for transmit in &frames {
+                if let Transmit::Frame { frame, .. } = transmit {
+                    if let Ok(Message::GetNodeData { hashes, .. }) = Message::decode(frame) {
+                        asked.extend(hashes);
+                    }
+                }
+            }
+            for transmit in frames {
+                let Transmit::Frame { peer, frame } = transmit else {
+                    continue;
+                };
+                let Ok(Message::GetNodeData { id, hashes }) = Message::decode(&frame) else {
+                    continue;
+                };
+                let blobs: Vec<&[u8]> = hashes
+                    .iter()
+                    .filter_map(|h| {
+                        resumed
+                            .source
+                            .get(StoreKey::node(*h))
+                            .or(resumed.source.get(StoreKey::code(*h)))
+                    })
+                    .collect();
+                let reply = Message::NodeData { id, blobs }.encode();
+                resumed.engine.handle_frame(peer, &reply, resumed.now);
+            }
+            resumed.collect_events();
+            if resumed.engine.is_finished() {
+                break;
+            }
+            resumed.now += 1;
+            resumed.engine.handle_timeout(resumed.now);
+        }
+        assert!(resumed.engine.is_done());
+        let progress = resumed.engine.progress();
+        assert_eq!(progress.restored as usize, staged - 1, "{progress:?}");
+        assert!(
+            asked.contains(&bad),
+            "the corrupt staged item was not fetched"
+        );
+        let refetched: Vec<&H256> = asked
+            .iter()
+            .filter(|h| **h != bad && durable.contains(h))
+            .collect();
+        assert!(refetched.is_empty(), "fetched again: {refetched:?}");
+        assert_eq!(resumed.store.keys(), resumed.source.keys());
+        assert_eq!(resumed.store.staged_count(), 0);
     }
 }
