@@ -103,14 +103,17 @@ async function syncPass(source, database, { peers, batchBytes }) {
 async function rawPass(database, batches) {
   await deleteDatabase(database);
   const started = performance.now();
+  // Every object store the sync put into (nodes, code, meta, and the staging area of items
+  // whose subtries were not complete yet).
+  const names = [...new Set(batches.flatMap((batch) => batch.map(([store]) => store)))];
   const open = indexedDB.open(database, 1);
   open.onupgradeneeded = () => {
-    for (const name of ['nodes', 'code', 'meta']) open.result.createObjectStore(name);
+    for (const name of names) open.result.createObjectStore(name);
   };
   const db = await request(open);
   for (const batch of batches) {
-    const tx = db.transaction(['nodes', 'code', 'meta'], 'readwrite');
-    const stores = { nodes: tx.objectStore('nodes'), code: tx.objectStore('code'), meta: tx.objectStore('meta') };
+    const tx = db.transaction(names, 'readwrite');
+    const stores = Object.fromEntries(names.map((name) => [name, tx.objectStore(name)]));
     for (const [store, key, value] of batch) stores[store].put(value, key);
     await new Promise((resolve, reject) => {
       tx.oncomplete = resolve;
