@@ -19,7 +19,8 @@
 // Options: --out FILE (default bench/soak-results.json), --seed N (the kill and reload points,
 // default 1), --kills N (20), --reloads N (5), --cli-items N (4000000), --native-items A,B,…
 // (1000000,16000000,1000000), --browser-state synthetic:N (synthetic:1000000), --keep (the CLI's
-// database stays, its path printed), --no-build.
+// database stays, its path printed), --no-build, --update (with --only: keep the other pieces'
+// figures from the results file; each piece then names the run it came from).
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -43,13 +44,22 @@ const cliItems = Number(args['cli-items'] ?? 4_000_000);
 // The small state before and after the large one: the machine's load may drift in between.
 const nativeItems = String(args['native-items'] ?? '1000000,16000000,1000000').split(',').map(Number);
 const browserState = String(args['browser-state'] ?? 'synthetic:1000000');
-// The generator's items per account at a million accounts and more (3,621,038 items from
-// 1,250,000 accounts): the soak sizes its states by items, unlike the benchmarks' names.
-const ITEMS_PER_ACCOUNT = 2.9;
+// The generator's items per account at a million accounts and more (15.7 M items from 5.5 M
+// accounts, 3.6 M from 1.25 M): the soak sizes its states by items, unlike the benchmarks' names.
+const ITEMS_PER_ACCOUNT = 2.8;
 // The CLI's default commit batch (`sync --batch-bytes`).
 const BATCH_BYTES = 1024 * 1024;
 
 const results = { date: new Date().toISOString(), seed, machine: machineInfo(), git: gitInfo(), sim: null, native: null, cli: null, browser: null, errors: [] };
+// --update: keep the pieces not run now from the results file, so that one piece can be run
+// again without losing the others' figures.
+if (args.update && fs.existsSync(out)) {
+  const previous = JSON.parse(fs.readFileSync(out, 'utf8'));
+  for (const piece of ['sim', 'native', 'cli', 'browser']) {
+    if (!want(piece) && previous[piece]) results[piece] = { ...previous[piece], from_run: previous[piece].from_run ?? { date: previous.date, git: previous.git, machine: previous.machine } };
+  }
+  results.errors = (previous.errors ?? []).filter((e) => !want(e.piece));
+}
 const began = Date.now();
 const children = new Set();
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
@@ -88,15 +98,24 @@ process.exit(results.errors.length || results.summary.some((r) => r.met === fals
 
 /** The simulator suite at ten times its seeds; each scenario prints a `| name | seeds | … |` row. */
 async function soakSimulator() {
-  const { code, stdout } = await command('simulator, SIM_SEEDS=x10', 'cargo', ['test', '-q', '--locked', '-p', 'statesync-tests', '--test', 'simulator', '--', '--nocapture'], {
+  const { code, stdout, stderr } = await command('simulator, SIM_SEEDS=x10', 'cargo', ['test', '-q', '--locked', '-p', 'statesync-tests', '--test', 'simulator', '--', '--nocapture'], {
     env: { ...process.env, SIM_SEEDS: 'x10' },
     allowFailure: true,
+    captureStderr: true,
   });
   const scenarios = [...stdout.matchAll(/\| ([a-z_]+) \| (\d+) \| (\d+) \|/g)].map((m) => ({ name: m[1], seeds: Number(m[2]), mean_items: Number(m[3]) }));
   const result = /test result: (\w+)\. (\d+) passed; (\d+) failed/.exec(stdout);
   if (!result) throw new Error(`no test result in the simulator's output (exit ${code})`);
-  const r = { tests_passed: Number(result[2]), tests_failed: Number(result[3]), seeds: scenarios.reduce((a, s) => a + s.seeds, 0), scenarios };
-  log(`simulator: ${r.tests_passed} tests passed, ${r.tests_failed} failed, ${r.seeds} seeds over ${scenarios.length} scenarios`);
+  // A failing scenario stops at its first failing seed and says how to replay it.
+  const failures = [...stderr.matchAll(/^scenario `([a-z_]+)` seed (\d+) (.*)$/gm)].map((m) => ({
+    scenario: m[1],
+    seed: Number(m[2]),
+    what: m[3].slice(0, 400),
+    replay: `SIM_SEED=${m[2]} cargo test -p statesync-tests --test simulator ${m[1]}`,
+  }));
+  const r = { tests_passed: Number(result[2]), tests_failed: Number(result[3]), seeds: scenarios.reduce((a, s) => a + s.seeds, 0), scenarios, failures };
+  log(`simulator: ${r.tests_passed} tests passed, ${r.tests_failed} failed, ${r.seeds} seeds over ${scenarios.length} passing scenarios`);
+  for (const f of failures) log(`simulator: ${f.scenario} seed ${f.seed} ${f.what.slice(0, 160)}; replay: ${f.replay}`);
   return r;
 }
 
@@ -310,7 +329,8 @@ async function soakBrowser() {
       await page.reload();
       const resumed = await waitFor('the page to resume by itself', (h) => h.ready && h.autoStarted);
       const p = before.lastProgress;
-      const stored = resumed.resumedFrom.committedItems;
+      // Stored = committed + staged (verified items whose subtries were not complete yet).
+      const stored = resumed.resumedFrom.committedItems + (resumed.resumedFrom.stagedItems ?? 0);
       const session = { reload_at: point, fraction: p.fraction, stored_at_start: storedAtStart, processed: p.processed, committed: p.committed, stored_at_next_start: stored };
       session.kept = stored - storedAtStart;
       session.lost = Math.max(0, p.processed - session.kept);
@@ -358,7 +378,10 @@ async function soakBrowser() {
 function summarize(r) {
   const rows = [];
   const row = (check, figure, target, met) => rows.push({ check, figure, target, met });
-  if (r.sim) row('simulator, SIM_SEEDS=x10', `${r.sim.tests_failed} failed of ${r.sim.tests_passed + r.sim.tests_failed} tests, ${count(r.sim.seeds)} seeds`, '0 failures', r.sim.tests_failed === 0);
+  if (r.sim) {
+    const failed = r.sim.failures.map((f) => `${f.scenario} seed ${f.seed}`).join(', ');
+    row('simulator, SIM_SEEDS=x10', `${r.sim.tests_failed} failed of ${r.sim.tests_passed + r.sim.tests_failed} tests${failed ? ` (${failed})` : ''}; ${count(r.sim.seeds)} seeds in the passing ones`, '0 failures', r.sim.tests_failed === 0);
+  }
   if (r.native) {
     const { small, large } = r.native;
     row(`native peak engine heap, ${count(large.items)} vs ${count(small.items)} items`, `${mb(large.peak_engine_heap_bytes)} vs ${mb(small.peak_engine_heap_bytes)} = ${r.native.memory_ratio.toFixed(2)}×`, '≤ 1.2×', r.native.memory_ratio <= 1.2);
@@ -388,20 +411,29 @@ function renderSummary(rows) {
 
 // ── helpers ─────────────────────────────────────────────────────────────────────────────
 
-/** Runs a command from the repo root, stderr passed through; resolves with its exit code and stdout. */
-function command(title, cmd, argv, { env = process.env, allowFailure = false } = {}) {
+/**
+ * Runs a command from the repo root; resolves with its exit code and stdout (and stderr with
+ * `captureStderr`, which is also passed through as it comes).
+ */
+function command(title, cmd, argv, { env = process.env, allowFailure = false, captureStderr = false } = {}) {
   log(`   ${title}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', captureStderr ? 'pipe' : 'inherit'] });
     children.add(child);
     let stdout = '';
+    let stderr = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+      process.stderr.write(chunk);
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => {
       children.delete(child);
       if (code !== 0 && !allowFailure) reject(new Error(`${title}: exited with ${signal ?? code}\n${stdout.slice(-2000)}`));
-      else resolve({ code, stdout });
+      else resolve({ code, stdout, stderr });
     });
   });
 }
