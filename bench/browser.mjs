@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-import { startStaticServer } from '../web/static-server.mjs';
+import { startStaticServer } from '../web/cli/static-server.mjs';
 import { GENESIS_FIXTURE, parseArgs, log } from './lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';

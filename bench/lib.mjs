@@ -3,44 +3,33 @@
 // and a sync from in-process peers that times the engine with the peers' serving excluded.
 
 import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { loadWasmInstance } from '../web/lib/wasm-node.mjs';
+
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.dirname(BENCH_DIR);
 export const GENESIS_FIXTURE = path.join(REPO, 'fixtures', 'genesis_mainnet.json');
-const PKG = path.join(REPO, 'web', 'pkg', 'node', 'statesync_wasm.js');
-const require = createRequire(import.meta.url);
 
 /** About 3.2 hashed items per account with the generator's default mix (as bench-native). */
 export const ITEMS_PER_ACCOUNT = 3.2;
 /** The synthetic generator's seed bench-native uses, so both measure the same state. */
 export const SYNTHETIC_SEED = 1;
 
+let instances = 0;
+
 /**
- * A fresh instance of the nodejs wasm package, with its own linear memory: `{ wasm, memory }`.
- * The generated module keeps its instance private, so the constructor is wrapped for the
- * duration of the load to catch it.
+ * A fresh instance of the wasm package, with its own linear memory: `{ wasm, memory }` (a
+ * separate module instance per call, web/lib/wasm-node.mjs).
  */
-export function loadWasm() {
-  if (!fs.existsSync(PKG)) throw new Error(`${PKG} is missing: run 'npm run build' (bash scripts/build-wasm.sh)`);
-  const Original = WebAssembly.Instance;
-  let instance;
-  WebAssembly.Instance = function Instance(module, imports) {
-    instance = new Original(module, imports);
-    return instance;
-  };
+export async function loadWasm() {
   try {
-    delete require.cache[require.resolve(PKG)];
-    const wasm = require(PKG);
-    delete require.cache[require.resolve(PKG)];
-    if (!instance?.exports?.memory) throw new Error('could not reach the wasm instance memory');
-    return { wasm, memory: instance.exports.memory };
-  } finally {
-    WebAssembly.Instance = Original;
+    return await loadWasmInstance(++instances);
+  } catch (err) {
+    throw new Error(`cannot load the wasm package (${err.code ?? err.message}): run 'npm run build' (bash scripts/build-wasm.sh)`);
   }
 }
 

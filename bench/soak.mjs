@@ -29,9 +29,9 @@ import path from 'node:path';
 
 import { BENCH_DIR, REPO, parseArgs, log, machineInfo, gitInfo, loadWasm, buildSource, parseStateSpec } from './lib.mjs';
 import { startCli, runCli, lastJson } from '../tests/node/helpers.mjs';
-import { seededRandom, startPeerServer } from '../web/peer-server.mjs';
-import { count } from '../web/cli-report.mjs';
-import { startStaticServer } from '../web/static-server.mjs';
+import { seededRandom, startPeerServer } from '../web/cli/peer-server.mjs';
+import { count } from '../web/cli/cli-report.mjs';
+import { startStaticServer } from '../web/cli/static-server.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const only = args.only ? new Set(String(args.only).split(',')) : null;
@@ -47,8 +47,12 @@ const browserState = String(args['browser-state'] ?? 'synthetic:1000000');
 // The generator's items per account at a million accounts and more (15.7 M items from 5.5 M
 // accounts, 3.6 M from 1.25 M): the soak sizes its states by items, unlike the benchmarks' names.
 const ITEMS_PER_ACCOUNT = 2.8;
-// The CLI's default commit batch (`sync --batch-bytes`).
+// The engine's default commit batch (EngineConfig: batch_bytes, batch_items), which both the
+// CLI and the page use: a kill or a reload may lose at most one.
 const BATCH_BYTES = 1024 * 1024;
+const BATCH_ITEMS = 8192;
+/** One batch in items, for a state whose mean item is `itemBytes`. */
+const batchItemsFor = (itemBytes) => Math.min(BATCH_ITEMS, Math.ceil(BATCH_BYTES / itemBytes));
 
 const results = { date: new Date().toISOString(), seed, machine: machineInfo(), git: gitInfo(), sim: null, native: null, cli: null, browser: null, errors: [] };
 // --update: keep the pieces not run now from the results file, so that one piece can be run
@@ -183,7 +187,7 @@ async function soakCli() {
     const verified = lastJson(verify);
     if (verify.code !== 0) throw new Error(`verify failed (exit ${verify.code}): ${verify.stderr}`);
     const items = verified.nodes + verified.codes;
-    const batchItems = Math.ceil(BATCH_BYTES / (verified.bytes / items));
+    const batchItems = batchItemsFor(verified.bytes / items);
     // What each kill lost: fetched and verified by the killed run, not found stored by the next.
     for (let i = 0; i < runs.length - 1; i++) {
       const run = runs[i];
@@ -286,7 +290,7 @@ async function soakBrowser() {
   const { chromium } = await import('playwright-core');
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   const spec = parseStateSpec(browserState);
-  const { wasm } = loadWasm();
+  const { wasm } = await loadWasm();
   log(`browser: building ${spec.name}`);
   const source = buildSource(wasm, browserState);
   const items = source.nodeCount + source.codeCount;
@@ -342,15 +346,14 @@ async function soakBrowser() {
     const v = done.verified;
     if (v.accounts !== source.accounts || v.nodes !== source.nodeCount) throw new Error(`verified ${JSON.stringify(v)}, expected ${source.accounts} accounts and ${source.nodeCount} nodes`);
     sessions.push({ stored_at_start: storedAtStart, processed: done.lastProgress.processed, committed: done.lastProgress.committed });
-    const batchBytes = 128 * 1024; // the page's commit batch (web/page/app.mjs)
-    const batchItems = Math.ceil(batchBytes / (source.bytes / items));
+    const batchItems = batchItemsFor(source.bytes / items);
     const reloaded = sessions.slice(0, -1);
     const r = {
       state: spec.name,
       accounts: source.accounts,
       items,
       bytes: source.bytes,
-      batch_bytes: batchBytes,
+      batch_bytes: BATCH_BYTES,
       batch_items: batchItems,
       verified: v,
       sessions,

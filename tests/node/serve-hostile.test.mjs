@@ -8,13 +8,13 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { WebSocket } from 'ws';
 
-import { REPO, runCli, startCli, startServe, tempDir, lastJson } from './helpers.mjs';
-import { seededRandom, startPeerServer } from '../../web/peer-server.mjs';
+import { runCli, startCli, startServe, tempDir, lastJson } from './helpers.mjs';
+import { seededRandom, startPeerServer } from '../../web/cli/peer-server.mjs';
+import { init, StateSource } from '../../web/lib/node.mjs';
 
-const { StateSource } = createRequire(import.meta.url)(path.join(REPO, 'web/pkg/node/statesync_wasm.js'));
+await init();
 
 const ACCOUNTS = 2000;
 const SEED = 5;

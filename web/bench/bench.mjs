@@ -13,7 +13,11 @@
 // Both times include opening their database. ratio = raw / sync: 1 means the sync costs
 // nothing beyond the writes it must make.
 
-import init, { StateSource, StateSync } from '/pkg/web/statesync_wasm.js';
+import { loadWasm } from '/lib/wasm-browser.mjs';
+
+// The wasm package, once `ready` resolved.
+let StateSource;
+let StateSync;
 
 const ITEMS_PER_ACCOUNT = 3.2;
 const SYNTHETIC_SEED = 1;
@@ -107,6 +111,8 @@ async function rawPass(database, batches) {
   // whose subtries were not complete yet).
   const names = [...new Set(batches.flatMap((batch) => batch.map(([store]) => store)))];
   const open = indexedDB.open(database, 1);
+  // The object stores the sync wrote to (nodes, code, meta, and staging for unfinished subtries).
+  const names = [...new Set(['nodes', 'code', 'meta', ...batches.flat().map(([store]) => store)])];
   open.onupgradeneeded = () => {
     for (const name of names) open.result.createObjectStore(name);
   };
@@ -172,5 +178,7 @@ async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batc
   return result;
 }
 
-const ready = init();
+const ready = loadWasm().then((wasm) => {
+  ({ StateSource, StateSync } = wasm);
+});
 window.bench = { ready: ready.then(() => true), run };

@@ -1214,8 +1214,10 @@ impl Engine {
                     last_served_index = Some(last_served_index.map_or(i, |l: usize| l.max(i)));
                 }
                 _ => {
-                    // Not asked of this request: useful only within the unwritten budget.
-                    if self.request_budget() > 0 && self.deliver(blob).is_none() {
+                    // Not asked of this request: useful only within the unwritten budget, less
+                    // what this answer may still deliver of its own tasks (counted until now).
+                    let reserved = request.tasks.len() - served;
+                    if self.request_budget() > reserved && self.deliver(blob).is_none() {
                         return;
                     }
                     if request.generation == self.generation {

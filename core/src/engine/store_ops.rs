@@ -323,6 +323,10 @@ impl Engine {
                 return Some(self.store.commit_op(commit));
             }
         }
+        if matches!(self.state, State::Stopping(_)) {
+            // Winding down: lookups would only find more to write before the end.
+            return None;
+        }
         let (generation, max) = (self.generation, self.config.max_lookups_per_op);
         self.store.lookup_op(generation, max)
     }

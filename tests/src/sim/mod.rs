@@ -85,14 +85,15 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults: the engine's defaults with a small commit threshold (so that small states
-    /// still commit in many batches), a 2 ms store, no crash, generous bounds.
+    /// Defaults: the engine's defaults with small batches (so that small states still commit
+    /// in many batches), a 2 ms store, no crash, generous bounds.
     pub fn new(name: &str, seed: u64, peers: Vec<PeerSpec>) -> SimConfig {
         SimConfig {
             name: name.to_string(),
             seed,
             engine: EngineConfig {
-                batch_bytes: 8 * 1024,
+                batch_bytes: 32 * 1024,
+                batch_items: 256,
                 ..EngineConfig::default()
             },
             peers,
@@ -288,6 +289,9 @@ impl Sim {
 
     /// Runs to the end and checks the outcome.
     pub fn run(mut self) -> Result<Report, SimError> {
+        if self.trace {
+            eprintln!("config {:?}", self.config.engine);
+        }
         while self.step()? {}
         self.final_checks()?;
         self.report.virtual_ms = self.now;

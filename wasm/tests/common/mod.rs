@@ -127,12 +127,15 @@ pub fn connect_slow(
                 sleep(delay_ms).await;
             }
             if let (Some(answer), Some(sync)) = (answer, weak.upgrade()) {
-                sync.receive(f64::from(id), &answer.to_vec());
+                sync.receive(id.into(), &answer.to_vec())
+                    .expect("a valid peer id");
             }
         });
     });
-    sync.add_peer(f64::from(id), send.into_js_value().unchecked_into(), None);
-    sync.receive(f64::from(id), &source.status_frame(1).to_vec());
+    sync.add_peer(id.into(), send.into_js_value().unchecked_into(), None)
+        .expect("a valid peer id");
+    sync.receive(id.into(), &source.status_frame(1).to_vec())
+        .expect("a valid peer id");
     Peer { requests }
 }
 

@@ -8,7 +8,7 @@
 //   new StateSync({ root, store, ... });   // the JS store interface of wasm/src/store/js.rs
 //   await store.close();
 //
-// `levelSource(store, root)` turns the same database into something web/peer-server.mjs can
+// `levelSource(store, root)` turns the same database into something web/cli/peer-server.mjs can
 // serve, so any synced node can serve others.
 
 import fs from 'node:fs/promises';
@@ -223,9 +223,7 @@ export class LevelStore {
 async function classify(err, store) {
   let failure = null;
   if (err?.code === 'LEVEL_DATABASE_NOT_OPEN') {
-    const e = new Error(`database closed: ${err.message}`, { cause: err });
-    e.code = 'CLOSED';
-    throw e;
+    throw Object.assign(new Error(`database closed: ${err.message}`, { cause: err }), { code: 'CLOSED' });
   }
   if (err?.code === 'LEVEL_CORRUPTION') {
     failure = new StoreOpenError('CORRUPT', `the database ${store.dir} is corrupt (${err.message})`, err, 'move it aside and sync into a fresh --db');
@@ -234,9 +232,7 @@ async function classify(err, store) {
   }
   if (!failure) throw err;
   store.failure = failure;
-  const e = new Error(failure.reason, { cause: err });
-  e.code = failure.code === 'DISK_FULL' ? 'QuotaExceededError' : `STORE_${failure.code}`;
-  throw e;
+  throw Object.assign(new Error(failure.reason, { cause: err }), { code: failure.code === 'DISK_FULL' ? 'QuotaExceededError' : `STORE_${failure.code}` });
 }
 
 /**
