@@ -190,11 +190,11 @@ test('a reload at 90 % with fast peers keeps at least 85 % stored and fetches at
     await openAndStart(page, site, big.root);
     const before = await waitFor(page, '90 % of the items fetched', (h) => h.lastProgress && h.lastProgress.processed >= 0.9 * items, { timeoutMs: 600_000, intervalMs: 20 });
     await page.reload();
-    const resumed = await waitFor(page, 'the page to resume by itself', (h) => h.ready && h.autoStarted && h.resumedFrom, { timeoutMs: 60_000 });
+    const resumed = await waitFor(page, 'the page to resume by itself', (h) => h.ready && h.autoStarted && h.resumedFrom);
     const record = resumed.resumedFrom;
     const storedAtLoad = record.committedItems + record.stagedItems;
     // What the page shows once the resumed sync reports.
-    const shown = await waitFor(page, 'the first progress after the reload', (h) => h.lastProgress && h.lastProgress.processed === 0 && h.lastProgress.committed >= record.committedItems, { timeoutMs: 60_000, intervalMs: 20 }).then(async () => Number((await page.textContent('#committed')).replace(/,/g, '')));
+    const shown = await waitFor(page, 'the first progress after the reload', (h) => h.lastProgress && h.lastProgress.processed === 0 && h.lastProgress.committed >= record.committedItems, { intervalMs: 20 }).then(async () => Number((await page.textContent('#committed')).replace(/,/g, '')));
     const done = await waitFor(page, 'the resumed sync to finish and verify', (h) => h.verified, { timeoutMs: 600_000, intervalMs: 250 });
     const fetchedAgain = done.summary.processed;
     t.diagnostic(
@@ -266,7 +266,7 @@ test('two tabs on one database: one syncs, the other follows and takes over when
     // Closing the first tab hands the sync over: the second resumes from what is stored.
     const atClose = (await hook(first)).lastProgress.committed;
     await first.close();
-    const done = await waitFor(second, 'the second tab to take over, finish and verify', (h) => h.tookOver && h.verified, { timeoutMs: 120_000 });
+    const done = await waitFor(second, 'the second tab to take over, finish and verify', (h) => h.tookOver && h.verified);
     await checkVerified(second, done);
     const stored = done.lastStart.storedItems;
     assert.ok(stored >= atClose, `resumed from ${stored}, the first tab had committed ${atClose}`);
