@@ -107,9 +107,6 @@ async function syncPass(source, database, { peers, batchBytes }) {
 async function rawPass(database, batches) {
   await deleteDatabase(database);
   const started = performance.now();
-  // Every object store the sync put into (nodes, code, meta, and the staging area of items
-  // whose subtries were not complete yet).
-  const names = [...new Set(batches.flatMap((batch) => batch.map(([store]) => store)))];
   const open = indexedDB.open(database, 1);
   // The object stores the sync wrote to (nodes, code, meta, and staging for unfinished subtries).
   const names = [...new Set(['nodes', 'code', 'meta', ...batches.flat().map(([store]) => store)])];
