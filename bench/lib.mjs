@@ -2,7 +2,9 @@
 // (so the serving state and the engine do not share one linear memory), building the states,
 // and a sync from in-process peers that times the engine with the peers' serving excluded.
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -127,3 +129,52 @@ export function parseArgs(argv) {
 }
 
 export const log = (...parts) => process.stderr.write(`bench: ${parts.join(' ')}\n`);
+
+export function machineInfo() {
+  let cpu = os.cpus()[0]?.model ?? 'unknown';
+  let cpuDetail = null;
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1].trim();
+    cpu = field('model name') ?? cpu;
+    const flags = field('flags') ?? '';
+    cpuDetail = {
+      family: field('cpu family') ?? null,
+      model: field('model') ?? null,
+      mhz: field('cpu MHz') ?? null,
+      virtualized: /\bhypervisor\b/.test(flags),
+      avx2: /\bavx2\b/.test(flags),
+      avx512f: /\bavx512f\b/.test(flags),
+    };
+  } catch {
+    /* not Linux */
+  }
+  const run = (cmd, argv) => {
+    try {
+      return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  return {
+    cpu,
+    cpu_detail: cpuDetail,
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    memory_bytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    rustc: run('rustc', ['--version']),
+    chromium: null,
+    load_average_start: os.loadavg(),
+  };
+}
+
+export function gitInfo() {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return null;
+  }
+}

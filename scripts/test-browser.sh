@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 chromedriver=${CHROMEDRIVER:-/usr/bin/chromedriver}
+# wasm-bindgen-test-runner gives the whole browser run 20 s and ChromeDriver 5 s to start: a
+# busy machine must not fail the suite, so these only stop a hung run.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}
+export WASM_BINDGEN_TEST_DRIVER_TIMEOUT=${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-120}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 failed=()

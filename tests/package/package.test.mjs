@@ -112,17 +112,20 @@ test("the README's browser example, built by Vite from the installed package, sy
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'statesync-consumer-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 600_000 });
   t.after(async () => {
     await context.close().catch(() => {});
     fs.rmSync(profile, { recursive: true, force: true });
   });
+  // Playwright's 30 s defaults and the wait below only stop a hung run: a busy machine must
+  // not fail the test.
+  context.setDefaultTimeout(600_000);
   const page = context.pages()[0] ?? (await context.newPage());
   const problems = [];
   page.on('pageerror', (err) => problems.push(err.message));
   page.on('console', (msg) => msg.type() === 'error' && problems.push(msg.text()));
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
-  await page.waitForFunction(() => !/syncing/.test(document.querySelector('#status').textContent), null, { timeout: 120_000 });
+  await page.waitForFunction(() => !/syncing/.test(document.querySelector('#status').textContent), null, { timeout: 600_000 });
   assert.equal(await page.textContent('#status'), 'verified 8893 accounts, 12356 trie nodes (12356 fetched)');
   assert.equal(await page.evaluate(() => document.querySelector('progress').value), 1);
   // The state is in the page's Origin Private File System (the browser build's default where

@@ -25,6 +25,7 @@ export type StateSyncErrorCode =
   | "BAD_PEER_ID"
   | "BAD_STORE"
   | "BAD_FRAME"
+  | "UNKNOWN_MESSAGE"
   | "BAD_GENESIS"
   | "ALREADY_STARTED"
   | "ROOT_MISMATCH"

@@ -72,6 +72,14 @@ fn state_source_ignores_status_and_refuses_garbage_with_bad_frame() {
         .answer(&[0x0d, 0xff, 0x00], None, None)
         .expect_err("garbage");
     assert_eq!(code(&err), "BAD_FRAME");
+    // A message code this version does not define: refused with its own code, so a server
+    // can ignore it (later versions add messages) instead of closing the connection.
+    let err = source
+        .answer(&[0x21, 0xc0], None, None)
+        .expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
+    let err = requested_keys(&[0x21, 0xc0]).expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
     assert!(StateSource::from_genesis("{ not json").is_err());
 }
 
@@ -356,7 +364,7 @@ async fn cancel_resolves_start_with_phase_cancelled() {
     ]))
     .expect("valid");
     let started = sync.start();
-    wait_until(5_000, "the store to open", || sync.progress().is_object()).await;
+    wait_until("the store to open", || sync.progress().is_object()).await;
     sync.cancel();
     let done = wasm_bindgen_futures::JsFuture::from(started)
         .await
@@ -385,13 +393,13 @@ async fn cancel_settles_even_when_answers_and_lookups_land_while_the_flush_is_wr
         );
         let started = sync.start();
         connect_slow(&sync, 1, &source, 2);
-        wait_until(10_000, "a commit and a request in flight", || {
+        wait_until("a commit and a request in flight", || {
             let p = sync.progress();
             p.is_object() && number(&p, "committed") > 0.0 && number(&p, "requestsInFlight") > 0.0
         })
         .await;
         sync.cancel();
-        let done = settled_within(started, 2_000)
+        let done = settled_within(started, common::PATIENCE_MS)
             .await
             .unwrap_or_else(|| panic!("round {round}: start() did not settle after cancel"));
         assert_eq!(string(&done, "phase"), "cancelled");

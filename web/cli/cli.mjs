@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startPeerServer, parseFaults } from './peer-server.mjs';
+import { startPeerServer, parseFaults, DEFAULT_LIMITS } from './peer-server.mjs';
 import { startStaticServer } from './static-server.mjs';
 import { JsonReporter, TextReporter, count, formatBytes, formatSeconds, shortHash } from './cli-report.mjs';
 
@@ -109,8 +109,17 @@ function peerUrls(command, values) {
 
 function parse(command, spec, argv) {
   const options = { help: { type: 'boolean', short: 'h' }, ...spec.options };
+  // parseArgs refuses '--option -1' as ambiguous (the value could be an option). A value
+  // that is a negative number is the option's: joined as '--option=-1', the number checks
+  // below say what range is allowed.
+  const args = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([^=]+)$/.exec(argv[i])?.[1];
+    if (options[name]?.type === 'string' && /^-\d|^-\.\d/.test(argv[i + 1] ?? '')) args.push(`${argv[i]}=${argv[++i]}`);
+    else args.push(argv[i]);
+  }
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+    return parseArgs({ args, options, allowPositionals: false, strict: true }).values;
   } catch (err) {
     // Node's messages carry advice about '--' after the first sentence; the first is the reason.
     const reason = String(err.message).split(/\.\s/)[0].replace(/\.$/, '');
@@ -313,6 +322,9 @@ function syncFailure(err, db) {
   const items = (err?.committed ?? 0) + (err?.staged ?? 0);
   const stored = items ? `${count(items)} items (${formatBytes((err.committedBytes ?? 0) + (err.stagedBytes ?? 0))}) stored in ${db}` : `nothing stored in ${db} yet`;
   const fields = err?.committed === undefined ? {} : { committed: err.committed, staged: err.staged ?? 0, processed: err.processed };
+  // The store's diagnosis of a failed read or write (a full disk, permissions): the line ends
+  // with what to do.
+  if (err?.failure) return new CliError(EXIT.STORE, err.failure.code, `${err.failure.reason}; ${stored}: ${err.failure.advice}`, fields);
   switch (code) {
     case 'STALLED':
       return new CliError(EXIT.STALLED, code, `${message}; everything verified is written (${stored}): run the same command again when a peer that has ${err.first ?? 'the rest'} is available`, { ...fields, first: err.first, unservable: err.unservable });
@@ -336,13 +348,12 @@ function syncFailure(err, db) {
       return new CliError(EXIT.LOCKED, code, message);
     case 'STORE_BLOCKED':
       return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
-    case 'NOT_FOUND':
-    case 'OPEN_FAILED':
-      return new CliError(EXIT.STORE, code, message);
     case 'NOT_BUILT':
       return new CliError(EXIT.FAILED, code, message);
     default:
-      if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, err.reason ? `writing to ${db}: ${err.reason}; ${stored}` : `storage failed: ${message}`, fields);
+      // Opening the database failed (leveldb-store's StoreOpenError): the message ends with the advice.
+      if (err?.advice !== undefined || code === 'OPEN_FAILED') return new CliError(EXIT.STORE, code, message);
+      if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, `${err.reason ? `writing to ${db}: ${err.reason}` : `storage failed: ${message}`}; ${stored}: fix the cause and run the same command again`, fields);
       return new CliError(EXIT.FAILED, code, `sync failed: ${message}`, fields);
   }
 }
@@ -386,6 +397,7 @@ async function runVerify({ db, root }) {
     const { record: _record, ...report } = await verifyState({ db, root });
     return { fields: { db, ...report } };
   } catch (err) {
+    if (err.failure) throw new CliError(EXIT.STORE, err.failure.code, `${err.failure.reason}: ${err.failure.advice}`);
     switch (err.code) {
       case 'INCOMPLETE': {
         if (err.root === undefined) throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `${db} holds no sync (no progress record); pass --root HASH to walk a root anyway`);
@@ -397,13 +409,12 @@ async function runVerify({ db, root }) {
         throw new CliError(EXIT.BAD_ROOT, err.code, err.message);
       case 'LOCKED':
         throw new CliError(EXIT.LOCKED, 'LOCKED', err.message);
-      case 'NOT_FOUND':
-      case 'OPEN_FAILED':
-        throw new CliError(EXIT.STORE, err.code, err.message);
       case 'NOT_BUILT':
         throw new CliError(EXIT.FAILED, err.code, err.message);
       default:
-        throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}`);
+        // Opening the database failed (leveldb-store's StoreOpenError): the message ends with the advice.
+        if (err.advice !== undefined || err.code === 'OPEN_FAILED') throw new CliError(EXIT.STORE, err.code, err.message);
+        throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}; fix the cause and run the same command again`);
     }
   }
 }
@@ -434,6 +445,13 @@ const FAULT_FLAGS = {
   'close-after': 'closeAfter',
 };
 
+/** serve's limit flags and the `startPeerServer` limits they set. */
+const LIMIT_FLAGS = {
+  'max-connections': 'maxConnections',
+  'max-in-flight': 'maxInFlight',
+  'max-queued-bytes': 'maxQueuedBytes',
+};
+
 const SERVE = {
   summary: 'serve a state to peers over WebSocket (genesis file, synthetic state or synced database)',
   usage: `usage: statesync serve (--genesis FILE | --synthetic ACCOUNTS[:SEED] | --db DIR [--root HASH]) [options]
@@ -454,6 +472,13 @@ options:
   --network-id N            network id in the Status frame (default 1)
   --json                    print 'listening' and final 'stats' as JSON lines
   -h, --help                this help
+
+limits (what one client may make the server hold; refusals are counted in the stats):
+  --max-connections N       open connections; more are refused with HTTP 503 (default ${DEFAULT_LIMITS.maxConnections})
+  --max-in-flight N         requests answered at once per connection; past it the
+                            connection is not read until one is sent (default ${DEFAULT_LIMITS.maxInFlight})
+  --max-queued-bytes N      answer bytes waiting for a client that does not read; past it
+                            answers wait, and so does reading (default ${DEFAULT_LIMITS.maxQueuedBytes})
 
 fault injection (a test peer; rates are probabilities per request, 0 to 1):
   --latency MS              delay before each answer
@@ -482,7 +507,7 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     json: { type: 'boolean' },
     faults: { type: 'string' },
     seed: { type: 'string' },
-    ...Object.fromEntries(Object.keys(FAULT_FLAGS).map((k) => [k, { type: 'string' }])),
+    ...Object.fromEntries([...Object.keys(FAULT_FLAGS), ...Object.keys(LIMIT_FLAGS)].map((k) => [k, { type: 'string' }])),
   },
   async run(values) {
     const sources = ['genesis', 'synthetic', 'db'].filter((k) => values[k] !== undefined);
@@ -502,6 +527,8 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
       const rate = flag.endsWith('-rate');
       faults[key] = number('serve', flag, values[flag], { max: rate ? 1 : Infinity, integer: !rate });
     }
+    const limits = {};
+    for (const [flag, key] of Object.entries(LIMIT_FLAGS)) limits[key] = number('serve', flag, values[flag], { min: 1 }) ?? DEFAULT_LIMITS[key];
     const synthetic = values.synthetic === undefined ? undefined : parseSynthetic('serve', values.synthetic);
     const root = values.root === undefined ? undefined : parseRoot(values.root);
     const reporter = reporterFor(values);
@@ -534,7 +561,7 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
 
     let server;
     try {
-      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, seed, log: (m) => reporter.warn(m) });
+      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, limits, seed, log: (m) => reporter.warn(m) });
     } catch (err) {
       await store?.close();
       throw new CliError(EXIT.FAILED, err.code ?? 'LISTEN', `cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${err.message}`);
@@ -555,7 +582,9 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     await server.close();
     await store?.close();
     const s = server.stats;
-    reporter.result({ type: 'stats', ...s, text: `stopped: ${s.connections} connections, ${s.requests} requests, ${s.answered} answered` });
+    const refused = Object.entries(s.refused).filter(([, n]) => n > 0);
+    const refusedText = refused.length ? `; refused: ${refused.map(([kind, n]) => `${count(n)} ${kind}`).join(', ')}` : '; refused nothing';
+    reporter.result({ type: 'stats', ...s, limits: server.limits, text: `stopped: ${count(s.connections)} connections, ${count(s.requests)} requests, ${count(s.answered)} answered${refusedText}` });
     return EXIT.OK;
   },
 };

@@ -49,6 +49,14 @@ export type ErrorCode =
   | 'LOCKED'
   /** verifyState / readProgress: no database at `db`. */
   | 'NOT_FOUND'
+  /** Node.js, opening a LevelDB database (`advice` says what to do): a file in the way, no
+   * access, a read-only or full disk, out of file descriptors, a corrupt database. */
+  | 'NOT_A_DIRECTORY'
+  | 'PERMISSION'
+  | 'READ_ONLY'
+  | 'DISK_FULL'
+  | 'TOO_MANY_FILES'
+  | 'CORRUPT'
   | 'OPEN_FAILED'
   /** The WebAssembly build is missing (a repository checkout that was not built). */
   | 'NOT_BUILT'
@@ -79,6 +87,11 @@ export declare class StateSyncError extends Error {
   readonly progress?: Progress | null;
   /** UNREACHABLE, STORE_*: what went wrong, without the stored figures. */
   readonly reason?: string;
+  /** Node.js storage failures (opening a database): the one thing to do about it. */
+  readonly advice?: string;
+  /** STORE_*: the store's own diagnosis of the failure, when it keeps one (the LevelDB store
+   * does: DISK_FULL, PERMISSION, READ_ONLY, CORRUPT, …), with what to do about it. */
+  readonly failure?: { code: ErrorCode; reason: string; advice: string };
   /** ROOT_MISMATCH: the sync the store holds. */
   readonly storedRoot?: Hash;
   readonly storedItems?: number;

@@ -88,7 +88,7 @@ export async function runSync(wasm, o, host) {
     try {
       record = await wasm.readProgress(host.storeOptions);
     } catch (err) {
-      throw asStateSyncError(err, 'STORE_ERROR');
+      throw withStoreFailure(asStateSyncError(err, 'STORE_ERROR'), host);
     }
     if (record && record.root !== root && !o.switchRoot) {
       throw new StateSyncError(
@@ -280,12 +280,12 @@ export async function runSync(wasm, o, host) {
         throw new StateSyncError('UNREACHABLE', `${unreachable}; ${stored}`, { ...fields, reason: unreachable });
       case 'store': {
         const reason = `store writes keep failing (${outcome.reason}: ${outcome.message})`;
-        throw new StateSyncError(STORE_CODES[outcome.reason] ?? 'STORE_ERROR', `${reason}; ${stored}`, { ...fields, reason });
+        throw withStoreFailure(new StateSyncError(STORE_CODES[outcome.reason] ?? 'STORE_ERROR', `${reason}; ${stored}`, { ...fields, reason }), host);
       }
       default: {
         const err = asStateSyncError(outcome.error);
         Object.assign(err, fields);
-        throw err;
+        throw err.code.startsWith('STORE_') ? withStoreFailure(err, host) : err;
       }
     }
   } finally {
@@ -325,6 +325,17 @@ function retirable(store) {
   return { store: proxy, retire: () => (retired = true) };
 }
 
+/**
+ * A store error with the store's own diagnosis, when the store keeps one as `store.failure`
+ * (the LevelDB store does: `code` such as DISK_FULL or PERMISSION, `reason`, and `advice`, the
+ * one thing to do). The engine only passes a failure's kind and message on.
+ */
+function withStoreFailure(err, host) {
+  const failure = host.storeOptions.store?.failure;
+  if (failure) err.failure = { code: failure.code, reason: failure.reason, advice: failure.advice };
+  return err;
+}
+
 /** The error an aborted sync rejects with: `name` AbortError, `cause` the signal's reason. */
 function aborted(signal, detail, fields) {
   return new StateSyncError('ABORTED', `sync aborted: ${detail}`, { ...fields, reason: 'aborted' }, { cause: signal?.reason });
@@ -337,7 +348,7 @@ function aborted(signal, detail, fields) {
  */
 export async function runVerify(wasm, o, host) {
   const record = await wasm.readProgress(host.storeOptions).catch((err) => {
-    throw asStateSyncError(err, 'STORE_ERROR');
+    throw withStoreFailure(asStateSyncError(err, 'STORE_ERROR'), host);
   });
   const root = o.root ?? record?.root;
   if (!root) throw new StateSyncError('INCOMPLETE', 'the store holds no sync (no progress record): pass root to walk a root anyway', { record: null });
@@ -346,7 +357,7 @@ export async function runVerify(wasm, o, host) {
   try {
     stats = await wasm.verifyStore({ ...host.storeOptions, root });
   } catch (err) {
-    throw Object.assign(asStateSyncError(err, 'STORE_ERROR'), { root, record });
+    throw withStoreFailure(Object.assign(asStateSyncError(err, 'STORE_ERROR'), { root, record }), host);
   }
   return { root, ...stats, bytes: stats.nodeBytes + stats.codeBytes, elapsedMs: Date.now() - startedAt, record };
 }

@@ -2,8 +2,11 @@
 //! peak engine memory as the state grows. Prints one line of JSON per measurement.
 //!
 //! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3] [--max-fetches N]
+//!                     [--items-per-account 3.2]
 //!
-//! Sizes are target hashed-node counts; the synthetic generator is sized to reach them.
+//! Sizes are target hashed-node counts; the synthetic generator is sized to reach them at
+//! `--items-per-account` (3.2, the benchmarks' naming, lands 9-10 % short at 1M and more;
+//! the soak passes 2.9 to reach its sizes).
 //! Memory is the heap (a counting allocator) above the source state's own footprint, with a
 //! store that discards writes and answers lookups "absent": what the engine itself holds.
 
@@ -62,6 +65,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(EngineConfig::default().max_fetches_per_depth);
     MAX_FETCHES.store(max_fetches, Ordering::Relaxed);
+    let items_per_account: f64 = arg("--items-per-account")
+        .and_then(|s| s.parse().ok())
+        .filter(|r: &f64| *r > 0.0)
+        .unwrap_or(3.2);
 
     let genesis = {
         let text = std::fs::read_to_string("fixtures/genesis_mainnet.json")
@@ -71,8 +78,7 @@ fn main() {
     };
     measure("mainnet-genesis", &genesis, peers, repeat);
     for target in sizes {
-        // About 3.2 hashed items per account with the default mix (measured).
-        let accounts = (target as f64 / 3.2) as usize;
+        let accounts = (target as f64 / items_per_account) as usize;
         let started = Instant::now();
         let state = generate(&SyntheticConfig::new(accounts, 1));
         eprintln!(
