@@ -51,6 +51,7 @@ const plan = quick
       e2eStates: ['genesis', 'synthetic:10000'],
       cliStates: ['10000:7', '30000:5'],
       browserStates: ['genesis'],
+      opfsStates: ['genesis'],
       latencyStates: ['synthetic:10000'],
       inFlight: [1, 4],
       simSeeds: 1,
@@ -64,6 +65,8 @@ const plan = quick
       // The CLI from a fast local peer: 279,208 and 850,337 items (the durability issue's states).
       cliStates: ['100000:7', '300000:5'],
       browserStates: ['genesis', 'synthetic:100000', 'synthetic:1000000'],
+      // The OPFS store (issue 14's targets): beside the IndexedDB rows of the same states.
+      opfsStates: ['synthetic:100000', 'synthetic:1000000'],
       latencyStates: ['synthetic:100000', 'synthetic:1000000'],
       inFlight: [1, 2, 4, 8, 16],
       simSeeds: 3,
@@ -89,6 +92,7 @@ const results = {
   e2e: [],
   cli: [],
   browser: [],
+  browserOpfs: [],
   sim: null,
   rows: [],
   errors: [],
@@ -142,6 +146,10 @@ if (want('browser')) {
   ]);
   results.browser = jsonLines(lines);
   if (results.browser[0]?.chromium) results.machine.chromium = results.browser[0].chromium;
+  const opfsLines = await step('browser: headless Chromium, OPFS store in a Worker', process.execPath, [
+    path.join(BENCH_DIR, 'browser.mjs'), '--storage', 'opfs', '--states', plan.opfsStates.join(','), '--repeat', String(repeat), ...(quick ? ['--no-raw-idb'] : []),
+  ]);
+  results.browserOpfs = jsonLines(opfsLines);
 }
 
 if (want('sim')) {
@@ -317,6 +325,18 @@ function buildRows(r) {
       row('browser: largest batch (bytes)', b.state, b.largest_batch_bytes / 1e6, 'MB');
       row('browser: largest durability lag', b.state, b.peak_unwritten_items, 'items');
     }
+  }
+  // The browser, OPFS (web/bench/opfs-worker.mjs): against raw OPFS appends of the same batches,
+  // and against the raw IndexedDB put rate of the same state measured in this run (the page's
+  // row above; the Worker's own raw IndexedDB pass where the page has none).
+  for (const o of r.browserOpfs ?? []) {
+    const idb = r.browser.find((b) => b.state === o.state)?.raw_items_per_sec ?? o.raw_idb_items_per_sec ?? null;
+    row('browser: raw OPFS appends, same batches (Worker)', o.state, o.raw_opfs_items_per_sec, 'items/s');
+    if (o.raw_idb_items_per_sec !== null) row('browser: raw IndexedDB puts, same batches (Worker)', o.state, o.raw_idb_items_per_sec, 'items/s');
+    row('browser: engine alone (memory store, Worker), 0 ms', o.state, o.engine_memory_items_per_sec, 'items/s');
+    row('browser: engine → OPFS (Worker), 0 ms', o.state, o.sync_items_per_sec, 'items/s', o.sync_to_raw_opfs, { op: '>=', value: 0.3 }, { ratio_of: 'raw OPFS time / sync time' });
+    row('browser: engine → OPFS vs raw IndexedDB puts', o.state, o.sync_items_per_sec, 'items/s', idb ? o.sync_items_per_sec / idb : null, { op: '>=', value: 5 }, { ratio_of: 'OPFS sync rate / raw IndexedDB put rate' });
+    row('browser: main thread, longest task during the OPFS sync', o.state, o.main_thread_longest_task_ms, 'ms', o.main_thread_longest_task_ms, { op: '<=', value: 50 }, { ratio_of: 'ms' });
   }
   // Latency-bound, real time.
   for (const w of r.wasm.filter((w) => w.latency)) {

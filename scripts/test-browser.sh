@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The browser-side tests: builds the wasm package, runs the bindings' tests in headless
-# Chromium (IndexedDB store) and in Node.js, then the page's end-to-end test in headless
-# Chromium. Every step runs even when an earlier one failed; the exit status is non-zero if
+# Chromium (IndexedDB store) and in Node.js, then the page's end-to-end test and the OPFS
+# store's tests in headless Chromium. Every step runs even when an earlier one failed; the exit status is non-zero if
 # any failed. Needs what scripts/setup.sh installs (wasm-pack, wasm-bindgen-cli, Chromium,
 # ChromeDriver, npm packages).
 #
@@ -57,6 +57,8 @@ step "wasm-pack test --node wasm" '^test result: .* [1-9][0-9]* passed|^test [a-
     wasm-pack test --release --node wasm
 step "end-to-end in headless Chromium" '^# (tests|pass|fail|cancelled|skipped|duration_ms) |^# [a-z]+ peer:|^# reloaded|^# first tab|^# main thread|^(not )?ok ' \
     node --test tests/e2e/browser.test.mjs
+step "the OPFS store in headless Chromium" '^# (tests|pass|fail|cancelled|skipped|duration_ms) |^# torn at|^# [0-9]+ keys|^# paused|^# cleared|^# storage chosen|^(not )?ok ' \
+    node --test tests/e2e/opfs.test.mjs
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

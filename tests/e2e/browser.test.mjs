@@ -1,6 +1,7 @@
 // End-to-end in headless Chromium: the example page (web/page, which imports `statesync` and
 // runs the engine in the package's Worker) syncs the mainnet genesis state from local
-// WebSocket peers into IndexedDB, survives a reload in the middle by resuming on its own, and
+// WebSocket peers into the Origin Private File System (the package's default where the browser
+// has it; IndexedDB is tested in tests/e2e/opfs.test.mjs and the wasm tests), survives a reload in the middle by resuming on its own, and
 // verifies the stored state. Then: a peer that sends garbage, corrupts answers and drops its
 // connections; two tabs on one database (one writes, the other follows and takes over when
 // the first closes; another root is refused); the main thread during a 279k-item sync.
@@ -92,6 +93,7 @@ const hook = (page) =>
       tookOver: h.tookOver,
       summary: h.summary,
       lastStart: h.lastStart,
+      persisted: h.persisted,
       resumedFrom: h.resumedFrom,
       lastProgress: h.lastProgress,
       lastEventType: h.lastEvent?.type ?? null,
@@ -127,7 +129,12 @@ async function checkVerified(page, h) {
   assert.equal(h.verified.nodes, MAINNET_NODES);
   assert.equal(h.lastProgress.phase, 'done');
   assert.equal(h.lastProgress.fraction, 1);
-  // verifyState once more, from the test, on the page's IndexedDB database.
+  // Kept in OPFS, and the page shows it and what navigator.storage.persist() answered.
+  assert.equal(h.lastStart.storage, 'opfs');
+  assert.equal(await page.textContent('#storage-kind'), 'Origin Private File System');
+  assert.equal(typeof h.persisted, 'boolean');
+  assert.match(await page.textContent('#persisted'), h.persisted ? /^granted/ : /^not granted/);
+  // verifyState once more, from the test, on the page's database.
   const again = await page.evaluate(async (root) => {
     const { verifyState } = await import('statesync');
     return verifyState({ root, database: 'statesync' });
@@ -138,7 +145,7 @@ async function checkVerified(page, h) {
   assert.equal(await page.textContent('#v-accounts'), '8,893');
 }
 
-test('the page syncs the mainnet genesis into IndexedDB, resumes by itself after a reload and verifies it', async (t) => {
+test('the page syncs the mainnet genesis into OPFS, resumes by itself after a reload and verifies it', async (t) => {
   // Slow peers with small answers and small batches, so that there is a middle to reload in
   // whatever the machine's load: about 40 round trips of 250-350 ms (a busy machine only makes
   // it longer), and a batch lands every ~550 items (64 KiB) instead of after the time cut, so

@@ -2,7 +2,7 @@
 // installed into a fresh directory outside the repository, then, from that directory only:
 // a peer started with the installed bin; the README's Node.js example syncing and verifying
 // the mainnet genesis into LevelDB; `tsc --noEmit` of a typed consumer; the README's browser
-// example built by Vite and run in headless Chromium into IndexedDB.
+// example built by Vite and run in headless Chromium into OPFS.
 //
 //   node --test tests/package/     (needs the npm registry or its cache for ws, sirv, classic-level)
 
@@ -95,7 +95,7 @@ test('tsc --noEmit compiles a typed consumer against the installed declarations'
   assert.equal(result.code ?? 0, 0, `tsc:\n${result.stdout}${result.stderr}`);
 });
 
-test("the README's browser example, built by Vite from the installed package, syncs into IndexedDB in Chromium", async (t) => {
+test("the README's browser example, built by Vite from the installed package, syncs into OPFS in Chromium", async (t) => {
   const { dir } = await installed(t);
   const peer = await installedPeer(t, dir);
   const web = path.join(dir, 'web');
@@ -128,9 +128,15 @@ test("the README's browser example, built by Vite from the installed package, sy
   await page.waitForFunction(() => !/syncing/.test(document.querySelector('#status').textContent), null, { timeout: 600_000 });
   assert.equal(await page.textContent('#status'), 'verified 8893 accounts, 12356 trie nodes (12356 fetched)');
   assert.equal(await page.evaluate(() => document.querySelector('progress').value), 1);
-  // The state is in the page's IndexedDB, in the database the example named.
-  const databases = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
-  assert.ok(databases.includes('wallet-state'), `IndexedDB databases: ${databases}`);
+  // The state is in the page's Origin Private File System (the browser build's default where
+  // the Worker has sync access handles), in the database the example named.
+  const stored = await page.evaluate(async () => {
+    const names = [];
+    const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('statesync');
+    for await (const name of (await top.getDirectoryHandle('wallet-state')).keys()) names.push(name);
+    return names;
+  });
+  assert.ok(stored.includes('log'), `OPFS statesync/wallet-state/: ${stored}`);
   assert.deepEqual(problems, []);
 });
 

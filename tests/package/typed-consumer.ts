@@ -2,7 +2,7 @@
 // `tsc --noEmit` against the installed package. The @ts-expect-error lines must stay errors
 // (an option of the wrong type is refused by the compiler before the BAD_OPTION check).
 
-import { SYNC_DEFAULTS, StateSync, StateSyncError, init, readProgress, syncState, verifyState } from 'statesync';
+import { SYNC_DEFAULTS, StateSync, StateSyncError, deleteState, init, readProgress, syncState, verifyState } from 'statesync';
 import type { ErrorCode, Progress, ProgressRecord, ProgressReport, SyncStateEvent, SyncSummary, VerifyReport } from 'statesync';
 
 export async function syncWallet(root: string, peers: string[]): Promise<string> {
@@ -70,6 +70,13 @@ export async function nodeTool(root: string): Promise<number> {
   return summary.committedBytes;
 }
 
+export async function browserStorage(root: string): Promise<string | null> {
+  let kept: string | null = null;
+  await syncState({ root, peers: ['wss://peer'], database: 'wallet', storage: 'opfs', opfsMemoryBytes: 16 * 2 ** 20, onEvent: (e) => void (e.type === 'start' && (kept = e.storage)) });
+  await deleteState({ database: 'wallet' });
+  return kept;
+}
+
 export async function lowLevel(root: string): Promise<Progress> {
   await init();
   const sync = new StateSync({ root, memory: true, onEvent: (event) => void event.type });
@@ -88,4 +95,6 @@ export function wrongUses(root: string): void {
   void syncState({ root, peers: [], onProgress: (p: string) => p });
   // @ts-expect-error an unknown option
   void verifyState({ dbPath: './state' });
+  // @ts-expect-error storage is "opfs" or "indexeddb"
+  void syncState({ root, peers: [], storage: 'sqlite' });
 }

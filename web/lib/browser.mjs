@@ -1,5 +1,6 @@
 // `statesync` in browsers (the exports map's `browser` condition): syncState / verifyState /
-// readProgress into IndexedDB (`database`, default "statesync"), run in a dedicated Worker by
+// readProgress of a `database` (default "statesync") kept in the Origin Private File System
+// where the browser has it, else IndexedDB (`storage` chooses), run in a dedicated Worker by
 // default so the page's thread stays free; one tab writes a database at a time
 // (writer-lock.mjs). Same names and options as the Node.js build, with `database` and
 // `worker` instead of `db`. The low-level engine is here too: `await init()`, then
@@ -10,7 +11,8 @@
 //   const report = await verifyState({ database: 'wallet-state' });
 
 import { StateSyncError, errorFromData } from './errors.mjs';
-import { BROWSER, SYNC_OPTIONS, VERIFY_OPTIONS, READ_OPTIONS, checkOptions } from './options.mjs';
+import { BROWSER, SYNC_OPTIONS, VERIFY_OPTIONS, READ_OPTIONS, DELETE_OPTIONS, checkOptions } from './options.mjs';
+import { deleteOpfsStore } from './opfs-store.mjs';
 import { dispatch } from './orchestrate.mjs';
 import { callHere } from './in-thread.mjs';
 import { oneWriter } from './writer-lock.mjs';
@@ -25,7 +27,7 @@ export { SYNC_DEFAULTS } from './orchestrate.mjs';
  * (a JavaScript store, a WebSocket constructor).
  */
 function useWorker(o) {
-  return o.worker !== false && typeof Worker !== 'undefined' && o.storage !== 'store' && o.WebSocket === undefined;
+  return o.worker !== false && typeof Worker !== 'undefined' && o.place !== 'store' && o.WebSocket === undefined;
 }
 
 /** Runs `kind` in a fresh dedicated Worker; its events reach the options' listeners here. */
@@ -82,8 +84,33 @@ export async function readProgress(options = {}) {
   return call('read', checkOptions(options, READ_OPTIONS, BROWSER));
 }
 
+/**
+ * Deletes the stored state of `database` (default "statesync"): its OPFS store and its
+ * IndexedDB database. Rejects with STORE_BLOCKED while another tab syncs or reads it (an
+ * IndexedDB deletion then completes once that tab lets go).
+ */
+export async function deleteState(options = {}) {
+  const o = checkOptions(options, DELETE_OPTIONS, BROWSER);
+  if (typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function') {
+    await deleteOpfsStore(o.database).catch((err) => {
+      throw new StateSyncError(err?.code === 'BLOCKED' ? 'STORE_BLOCKED' : 'STORE_ERROR', err.message, {}, { cause: err });
+    });
+  }
+  if (typeof indexedDB === 'undefined') return;
+  await new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(o.database);
+    request.onsuccess = () => resolve(undefined);
+    request.onerror = () => reject(new StateSyncError('STORE_ERROR', `cannot delete the IndexedDB database "${o.database}": ${request.error?.name}`, {}, { cause: request.error }));
+    request.onblocked = () => reject(new StateSyncError('STORE_BLOCKED', `the IndexedDB database "${o.database}" is open in another tab; it is deleted once that tab closes it`));
+  });
+}
+
 /** Loads the WebAssembly module on this thread; needed before the low-level classes below. */
 export const init = loadWasm;
+
+// The OPFS store behind the JS store interface, for a host's own dedicated Worker (sync access
+// handles exist nowhere else): `new StateSync({ root, store: await openOpfsStore(name) })`.
+export { openOpfsStore, deleteOpfsStore, opfsSupported, OPFS_DEFAULTS } from './opfs-store.mjs';
 
 // The low-level engine, for hosts with their own transport or store (after `await init()`).
 export { StateSync, StateSource, verifyStore, answerFrom, encodeStatus, requestedKeys, version } from '../pkg/statesync_wasm.js';

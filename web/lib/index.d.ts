@@ -105,8 +105,18 @@ export declare class StateSyncError extends Error {
 export interface StorageOptions {
   /** Node.js: a LevelDB directory (created by syncState when missing). */
   db?: string;
-  /** Browser: an IndexedDB database name (default `"statesync"`). */
+  /**
+   * Browser: a database name (default `"statesync"`), kept in the Origin Private File System
+   * where the browser has it (OPFS sync access handles, in the package's Worker), else IndexedDB.
+   */
   database?: string;
+  /**
+   * Browser: how `database` is kept. Default: where a sync of it already is, else `"opfs"`
+   * where supported, else `"indexeddb"`. `"opfs"` where it is not supported: `BAD_OPTION`.
+   */
+  storage?: 'opfs' | 'indexeddb';
+  /** Browser: the OPFS store's own memory (index entries and its page cache), bytes; default 32 MiB. */
+  opfsMemoryBytes?: number;
   /** Any store implementing the JsStore interface (runs on the calling thread). */
   store?: JsStore;
   /** This call's memory only (tests). */
@@ -161,6 +171,8 @@ export type SyncStateEvent =
       storedBytes: number;
       complete: boolean;
       peers: number;
+      /** What keeps the state: `opfs` or `indexeddb` (browser), `leveldb`, `store`, `memory`. */
+      storage: 'opfs' | 'indexeddb' | 'leveldb' | 'store' | 'memory' | null;
     }
   /** A connection opened, was lost, or waits to reconnect. `id` is the engine's peer id. */
   | { type: 'peer'; id: number; url: string; state: 'open' | 'lost' | 'waiting'; error?: string; retryInMs?: number }
@@ -220,6 +232,29 @@ export declare function verifyState(options?: VerifyStateOptions): Promise<Verif
 
 /** The stored sync's progress record, or `null`. */
 export declare function readProgress(options?: StorageOptions): Promise<ProgressRecord | null>;
+
+/**
+ * Deletes the stored state of a database: in a browser its OPFS store and its IndexedDB
+ * database (`STORE_BLOCKED` while another tab uses it); in Node.js the LevelDB directory `db`.
+ */
+export declare function deleteState(options?: { db?: string; database?: string }): Promise<void>;
+
+/** A JsStore over OPFS, for a host's own dedicated Worker (browser build). */
+export interface OpfsStore extends JsStore {
+  close(): Promise<void>;
+}
+
+/**
+ * Browser build, in a dedicated Worker only: opens (creating unless `create` is false, then
+ * `null` when missing) the OPFS store `name`. Rejects with an error whose `code` is `BLOCKED`
+ * when another context has it open, `OPFS_UNSUPPORTED` outside a dedicated Worker.
+ */
+export declare function openOpfsStore(name: string, options?: { memoryBytes?: number; create?: boolean }): Promise<OpfsStore | null>;
+/** Browser build: deletes the OPFS store `name` (`BLOCKED` while open). */
+export declare function deleteOpfsStore(name: string): Promise<void>;
+/** Browser build: whether this context can open an OPFS store. */
+export declare function opfsSupported(): boolean;
+export declare const OPFS_DEFAULTS: { readonly memoryBytes: number };
 
 /** Loads the WebAssembly module on this thread (for the low-level classes). */
 export declare function init(): Promise<unknown>;

@@ -15,6 +15,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 
+import { storeSource } from './serve.mjs';
+
 /**
  * A storage problem with a `code` the CLI maps to an exit code, and `advice`: the one thing
  * to do about it (the message already says what is wrong).
@@ -236,24 +238,12 @@ async function classify(err, store) {
 }
 
 /**
- * A peer-server source over a LevelDB store: each GetNodeData is answered by prefetching the
- * keys it may need with one multi-get, then the core's `answerFrom` applies geth's limits.
+ * A peer-server source over a LevelDB store (web/lib/serve.mjs: one multi-get per request,
+ * then the core's `answerFrom` applies geth's limits).
  * @param {LevelStore} store
  * @param {string} root the root announced in the Status frame
  * @param {{encodeStatus: Function, requestedKeys: Function, answerFrom: Function}} wasm
  */
 export function levelSource(store, root, wasm) {
-  const hex = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-  return {
-    root,
-    statusFrame: (networkId) => wasm.encodeStatus(networkId, root),
-    async answer(frame, maxItems, softBytes) {
-      const keys = wasm.requestedKeys(frame);
-      if (!keys) return undefined;
-      const values = await store.db.getMany(keys);
-      const found = new Map();
-      for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) found.set(hex(keys[i]), values[i]);
-      return wasm.answerFrom(frame, (key) => found.get(hex(key)), maxItems, softBytes);
-    },
-  };
+  return storeSource(store, root, wasm);
 }

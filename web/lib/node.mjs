@@ -8,10 +8,12 @@
 //   const summary = await syncState({ root, peers: ['ws://127.0.0.1:30401'], db: './state' });
 //   const report = await verifyState({ db: './state' });
 
+import fs from 'node:fs/promises';
+
 import { WebSocket as NodeWebSocket } from 'ws';
 
 import { StateSyncError, asStateSyncError } from './errors.mjs';
-import { NODE, SYNC_OPTIONS, VERIFY_OPTIONS, READ_OPTIONS, checkOptions } from './options.mjs';
+import { NODE, SYNC_OPTIONS, VERIFY_OPTIONS, READ_OPTIONS, DELETE_OPTIONS, checkOptions } from './options.mjs';
 import { checkEngineOptions, runSync, runVerify } from './orchestrate.mjs';
 import { loadWasm } from './wasm-node.mjs';
 
@@ -19,12 +21,12 @@ export { StateSyncError } from './errors.mjs';
 export { SYNC_DEFAULTS } from './orchestrate.mjs';
 
 /**
- * Opens the store `o.storage` names: a LevelDB directory (created when `create`), a JS store,
+ * Opens the store `o.place` names: a LevelDB directory (created when `create`), a JS store,
  * or memory. `close()` closes what this call opened.
  */
 async function openStore(o, { create }) {
-  if (o.storage === 'store') return { storeOptions: { store: o.store }, close: async () => {} };
-  if (o.storage === 'memory') return { storeOptions: { memory: true }, close: async () => {} };
+  if (o.place === 'store') return { storeOptions: { store: o.store }, storage: 'store', close: async () => {} };
+  if (o.place === 'memory') return { storeOptions: { memory: true }, storage: 'memory', close: async () => {} };
   let level;
   try {
     level = await import('./leveldb-store.mjs');
@@ -37,7 +39,7 @@ async function openStore(o, { create }) {
   } catch (err) {
     throw asStateSyncError(err, 'OPEN_FAILED');
   }
-  return { storeOptions: { store }, store, close: () => store.close().catch(() => {}) };
+  return { storeOptions: { store }, storage: 'leveldb', store, close: () => store.close().catch(() => {}) };
 }
 
 /**
@@ -50,7 +52,7 @@ export async function syncState(options) {
   checkEngineOptions(wasm, o);
   const opened = await openStore(o, { create: true });
   try {
-    return await runSync(wasm, o, { storeOptions: opened.storeOptions, WebSocket: o.WebSocket ?? globalThis.WebSocket ?? NodeWebSocket });
+    return await runSync(wasm, o, { storeOptions: opened.storeOptions, storage: opened.storage, WebSocket: o.WebSocket ?? globalThis.WebSocket ?? NodeWebSocket });
   } finally {
     await opened.close();
   }
@@ -81,6 +83,23 @@ export async function readProgress(options) {
       throw asStateSyncError(err, 'STORE_ERROR');
     }),
   );
+}
+
+/**
+ * Deletes the LevelDB database at `db` (a missing one is no error). Rejects with LOCKED while
+ * another process has it open, and touches nothing that is not a database.
+ */
+export async function deleteState(options) {
+  const o = checkOptions(options, DELETE_OPTIONS, NODE);
+  let opened;
+  try {
+    opened = await openStore(o, { create: false });
+  } catch (err) {
+    if (err?.code === 'NOT_FOUND') return;
+    throw err;
+  }
+  await opened.close();
+  await fs.rm(o.db, { recursive: true, force: true });
 }
 
 /** Loads the WebAssembly module; needed before using the low-level classes below. */

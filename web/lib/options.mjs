@@ -33,9 +33,14 @@ function isPeerUrl(v) {
 /** Options the engine checks itself: passed to `new StateSync` unchanged. */
 export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'batchItems', 'batchIntervalMs', 'stallTimeoutMs', 'maxInFlight', 'maxItemsPerRequest', 'progressIntervalMs', 'maxFetchesPerDepth']);
 
+/** A browser database lives in the Origin Private File System or in IndexedDB. */
+export const STORAGE_KINDS = Object.freeze(['opfs', 'indexeddb']);
+const MIN_OPFS_MEMORY = 2 ** 20;
+
 /**
- * Where the state is stored: one of these (the browser defaults to the IndexedDB database
- * "statesync"; Node.js needs `db`, `store` or `memory`).
+ * Where the state is stored: one of these (the browser defaults to the database "statesync",
+ * in OPFS where the browser has it, else IndexedDB; Node.js needs `db`, `store` or `memory`).
+ * `storage` and `opfsMemoryBytes` say how a browser `database` is kept.
  */
 const STORAGE = {
   db: { expected: 'a LevelDB directory path (a non-empty string)', valid: isName, only: NODE, instead: 'database names an IndexedDB database in browsers' },
@@ -43,6 +48,8 @@ const STORAGE = {
   store: { expected: 'an object with has, get, write, scan and readProgress methods (the JsStore interface)', valid: isStore },
   memory: { expected: 'a boolean', valid: isBoolean },
   worker: { expected: 'a boolean (false runs the engine on this thread)', valid: isBoolean, only: BROWSER, instead: 'Node.js runs the engine on the calling thread' },
+  storage: { expected: '"opfs" or "indexeddb"', valid: (v) => STORAGE_KINDS.includes(v), only: BROWSER, instead: 'Node.js stores in LevelDB (db)' },
+  opfsMemoryBytes: { expected: `an integer from ${MIN_OPFS_MEMORY} to ${2 ** 30} (bytes)`, valid: integerFrom(MIN_OPFS_MEMORY, 2 ** 30), only: BROWSER, instead: 'it sizes the browser OPFS store' },
 };
 
 /** syncState's options. Add a row to add an option. */
@@ -67,10 +74,13 @@ export const VERIFY_OPTIONS = {
 
 export const READ_OPTIONS = { ...STORAGE };
 
+/** deleteState's options: which database. */
+export const DELETE_OPTIONS = { db: STORAGE.db, database: STORAGE.database };
+
 /**
- * Checks `options` against `table` for `env`. Resolves the store choice (`storage`: which
+ * Checks `options` against `table` for `env`. Resolves the store choice (`place`: which
  * of db / database / store / memory) and normalises the root to 0x + lowercase hex.
- * @returns {Record<string, any> & {storage: 'db' | 'database' | 'store' | 'memory'}}
+ * @returns {Record<string, any> & {place: 'db' | 'database' | 'store' | 'memory'}}
  */
 export function checkOptions(options, table, env) {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
@@ -99,14 +109,19 @@ export function checkOptions(options, table, env) {
   if (chosen.length > 1) {
     throw new StateSyncError('BAD_OPTION', `options.${chosen[1]} cannot go with options.${chosen[0]}: give one place to store the state`, { option: chosen[1], expected: `not given with ${chosen[0]}` });
   }
-  let storage = chosen[0];
-  if (!storage) {
+  let place = chosen[0];
+  if (!place) {
     if (env === NODE) throw badOption('db', 'a LevelDB directory path (or give store or memory)', undefined);
-    storage = 'database';
+    place = 'database';
   }
-  const checked = { ...options, storage };
+  for (const name of ['storage', 'opfsMemoryBytes']) {
+    if (place !== 'database' && options[name] !== undefined) {
+      throw new StateSyncError('BAD_OPTION', `options.${name} cannot go with options.${place}: it says how a browser database is kept`, { option: name, expected: `not given with ${place}` });
+    }
+  }
+  const checked = { ...options, place };
   if (typeof options.root === 'string') checked.root = `0x${ROOT.exec(options.root.trim())[2].toLowerCase()}`;
-  if (storage === 'database') checked.database = options.database ?? 'statesync';
+  if (place === 'database') checked.database = options.database ?? 'statesync';
   return checked;
 }
 

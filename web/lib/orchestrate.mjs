@@ -7,7 +7,7 @@
 //
 // Events, besides the engine's own (progress, finished, stalled, peerDisconnected with the
 // peer's `url` added, rootSwitched, paused, cancelled, failed; passed on whole):
-//   { type: 'start', root, resumed, storedRoot, storedItems, storedBytes, complete, peers }
+//   { type: 'start', root, resumed, storedRoot, storedItems, storedBytes, complete, peers, storage }
 //   { type: 'peer', id, url, state: 'open' | 'waiting' | 'lost', error?, retryInMs? }
 //   { type: 'warning', code: 'OTHER_HEAD', message, peer, url, headRoot }
 
@@ -54,7 +54,8 @@ export function dispatch(o, event) {
  * Syncs `o.root` into the store `host.storeOptions` names.
  * @param {any} wasm the initialised wasm package (StateSync, readProgress)
  * @param {Record<string, any>} o options checked by checkOptions(…, SYNC_OPTIONS, …)
- * @param {{storeOptions: {store?: object, database?: string, memory?: boolean}, WebSocket?: any}} host
+ * @param {{storeOptions: {store?: object, database?: string, memory?: boolean}, storage?: string, WebSocket?: any}} host
+ *   `storage` names what keeps the state (opfs, indexeddb, leveldb, store, memory) in the start event
  * @returns {Promise<import('./index.js').SyncSummary>}
  */
 export async function runSync(wasm, o, host) {
@@ -108,6 +109,7 @@ export async function runSync(wasm, o, host) {
       storedBytes: (record?.committedBytes ?? 0) + (record?.stagedBytes ?? 0),
       complete: Boolean(record?.complete && record.root === root),
       peers: o.peers.length,
+      storage: host.storage ?? null,
     });
 
     const urlOf = new Map(); // engine peer id -> URL

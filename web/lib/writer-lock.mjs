@@ -26,7 +26,7 @@ const QUERY_INTERVAL_MS = 250;
  */
 export async function oneWriter(o, run) {
   const locks = globalThis.navigator?.locks;
-  if (o.storage !== 'database' || !locks || typeof BroadcastChannel === 'undefined') return run(o);
+  if (o.place !== 'database' || !locks || typeof BroadcastChannel === 'undefined') return run(o);
   const name = `statesync:${o.database}`;
   const channel = new BroadcastChannel(name);
   try {

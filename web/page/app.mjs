@@ -8,7 +8,7 @@
 // Test hook: `window.statesync` (see `hook` below) exposes the last event and progress, the
 // verified counts and any error, for the end-to-end tests.
 
-import { syncState, verifyState, readProgress } from 'statesync';
+import { syncState, verifyState, readProgress, deleteState } from 'statesync';
 
 /** @typedef {import('statesync').Progress} Progress */
 /** @typedef {import('statesync').SyncStateEvent} SyncStateEvent */
@@ -41,6 +41,8 @@ const ui = {
   chartSpan: $('chart-span'),
   peerRows: /** @type {HTMLTableSectionElement} */ ($('peer-rows')),
   storage: $('storage'),
+  storageKind: $('storage-kind'),
+  persisted: $('persisted'),
   verifyStatus: $('verify-status'),
   verifyStats: $('verify-stats'),
   log: $('log'),
@@ -68,6 +70,8 @@ const hook = {
   lastStart: null,
   /** The summary syncState resolved with. */
   summary: null,
+  /** navigator.storage.persist()'s answer: true, false, or null (not asked, or no such API). */
+  persisted: /** @type {boolean | null} */ (null),
   /** @type {import('statesync').VerifyReport | null} */
   verified: null,
   /** @type {{code?: string, message: string} | null} */
@@ -288,6 +292,26 @@ function niceCeiling(n) {
   return 10 * power;
 }
 
+const STORAGE_NAMES = { opfs: 'Origin Private File System', indexeddb: 'IndexedDB' };
+
+/**
+ * Asks the browser to keep this site's data under storage pressure (a synced state is large
+ * and costly to fetch again) and shows its answer. Chromium answers from its own heuristics
+ * (site engagement, an installed app, a bookmark) without a prompt; Firefox may ask the user.
+ */
+async function askPersistence() {
+  if (!navigator.storage?.persist) {
+    ui.persisted.textContent = 'not supported by this browser';
+    return;
+  }
+  try {
+    hook.persisted = (await navigator.storage.persisted()) || (await navigator.storage.persist());
+    ui.persisted.textContent = hook.persisted ? 'granted: the browser will not evict it' : 'not granted: the browser may evict it when space runs low';
+  } catch (err) {
+    ui.persisted.textContent = `unknown (${err?.name ?? 'error'})`;
+  }
+}
+
 async function renderStorage() {
   const p = hook.lastProgress;
   const stored = p ? `${bytes(p.committedBytes + p.stagedBytes)} stored` : '';
@@ -337,6 +361,7 @@ function onEvent(event) {
       break;
     case 'start':
       hook.lastStart = event;
+      ui.storageKind.textContent = STORAGE_NAMES[event.storage] ?? event.storage ?? 'unknown';
       if (event.storedRoot && event.storedRoot !== event.root) log(`switching the stored ${short(event.storedRoot)} to ${short(event.root)}; stored data is kept`);
       else if (event.resumed) log(`resuming: ${fmt(event.storedItems)} items already stored`);
       break;
@@ -424,7 +449,7 @@ async function startSync({ urls, root }) {
   renderControls();
   setStatus('connecting');
   log(`sync of ${short(root)} from ${urls.length} peer${urls.length === 1 ? '' : 's'}`);
-  navigator.storage?.persist?.().catch(() => {});
+  askPersistence();
 
   hook.controller = new AbortController();
   try {
@@ -484,12 +509,13 @@ function stop() {
 async function deleteStored() {
   if (hook.running) return;
   if (!confirm('Delete the stored state from this browser?')) return;
-  await /** @type {Promise<void>} */ (
-    new Promise((resolve) => {
-      const request = indexedDB.deleteDatabase(DATABASE);
-      request.onsuccess = request.onerror = request.onblocked = () => resolve();
-    })
-  );
+  try {
+    // Its OPFS store and its IndexedDB database, whichever holds it.
+    await deleteState({ database: DATABASE });
+  } catch (err) {
+    showError(err);
+    return;
+  }
   log('stored state deleted');
   setStatus('idle');
   renderStorage();

@@ -5,11 +5,11 @@ const bar = document.querySelector('progress');
 const status = document.querySelector('#status');
 
 try {
-  // The engine and IndexedDB run in a Worker; one tab writes the database, others follow.
+  // The engine and its store (OPFS, else IndexedDB) run in a Worker; one tab writes the database, others follow.
   const summary = await syncState({
     root,
     peers, // ['wss://…']
-    database: 'wallet-state', // IndexedDB; reload the page to resume
+    database: 'wallet-state', // in OPFS (else IndexedDB); reload the page to resume
     onProgress: (p) => (bar.value = p.fraction),
   });
   const report = await verifyState({ database: 'wallet-state' });

@@ -1,0 +1,33 @@
+// Pieces the browser benchmarks' Workers share (web/bench/opfs-worker.mjs; the OPFS test
+// harness, tests/e2e/opfs-harness/, imports them too). web/bench/bench.mjs has its own copies
+// of the same helpers (it predates this file).
+
+export const ITEMS_PER_ACCOUNT = 3.2;
+export const SYNTHETIC_SEED = 1;
+
+/** The next task, without setTimeout's clamping of nested timers to 4 ms. */
+export const nextTask = (() => {
+  const channel = new MessageChannel();
+  const queue = [];
+  channel.port1.onmessage = () => queue.shift()();
+  return (fn) => {
+    queue.push(fn);
+    channel.port2.postMessage(0);
+  };
+})();
+
+/** An IDBRequest as a promise. */
+export const request = (req) =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+
+/** The StateSource of a bench state ("genesis" or "synthetic:<items>") and its name in the rows. */
+export function buildSource(wasm, state, genesisJson) {
+  if (state === 'genesis') return { source: wasm.StateSource.fromGenesis(genesisJson), name: 'mainnet-genesis' };
+  const m = /^synthetic[:-](\d+)$/.exec(state);
+  if (!m) throw new Error(`unknown state ${state}`);
+  const target = Number(m[1]);
+  return { source: wasm.StateSource.synthetic(Math.floor(target / ITEMS_PER_ACCOUNT), SYNTHETIC_SEED), name: `synthetic-${target}` };
+}
