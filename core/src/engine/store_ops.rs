@@ -21,13 +21,64 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use thiserror::Error;
+
 use crate::filter::KeyFilter;
 use crate::hash::H256;
 use crate::progress::ProgressRecord;
 use crate::scheduler::BatchLimit;
 use crate::store::{CommitBatch, StoreKey};
 
-use super::{Engine, EngineError, State, StoreAction, StoreFailure, StoreOp, StoreResult};
+use super::{Engine, EngineError, State};
+
+/// A store operation for the host to run. At most one is outstanding at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOp {
+    pub id: u64,
+    pub action: StoreAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Answer whether each key is in the main keyspace: `StoreResult::Lookup`, one bool per
+    /// key.
+    Lookup(Vec<StoreKey>),
+    /// Write the batch (main keyspace puts, staging puts and deletes) and the progress record
+    /// in one atomic transaction.
+    Commit {
+        batch: Arc<CommitBatch>,
+        progress: ProgressRecord,
+    },
+    /// Read every entry of the staging area: `StoreResult::Staged`. Asked once, first, when a
+    /// sync resumes with staged items.
+    LoadStaged,
+}
+
+/// The outcome of a store operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreResult {
+    Lookup(Vec<bool>),
+    Committed,
+    /// The staging area's entries: a node hash and the blob stored under it.
+    Staged(Vec<(H256, Vec<u8>)>),
+    /// Nothing was written. The engine pauses until `resume`, then retries.
+    Failed(StoreFailure),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{kind:?}: {message}")]
+pub struct StoreFailure {
+    pub kind: StoreFailureKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailureKind {
+    QuotaExceeded,
+    Closed,
+    Blocked,
+    Other,
+}
 
 /// A commit batch handed to the host, and what it changes.
 #[derive(Debug, Clone)]
@@ -89,10 +140,18 @@ pub(super) struct StoreOps {
     /// Keys committed this session, when the store started empty: a key it rules out is
     /// certainly absent, so its lookup is answered without the store.
     filter: Option<KeyFilter>,
-    /// Lookups answered by `filter`.
-    pub filtered: u64,
     /// The largest batch handed out this session: operations, payload bytes.
     pub largest_batch: (u64, u64),
+    /// Write everything verified now (a pause); cleared once nothing is left to write.
+    pub flush_requested: bool,
+    /// Since when something has waited to be written (a verified item, or a staged one that
+    /// completed and is to move to the main keyspace).
+    pub unwritten_since: Option<u64>,
+    /// It has waited `batch_interval_ms`: cut a batch even if it is small.
+    pub time_cut_due: bool,
+    /// The last assignment could not send a request for lack of unwritten budget: the store
+    /// has to catch up, so a batch is cut as soon as it is free.
+    pub budget_blocked: bool,
 }
 
 /// What a store result means to the engine.
@@ -119,8 +178,11 @@ impl StoreOps {
             lookups: VecDeque::new(),
             load_staged,
             filter,
-            filtered: 0,
             largest_batch: (0, 0),
+            flush_requested: false,
+            unwritten_since: None,
+            time_cut_due: false,
+            budget_blocked: false,
         }
     }
 
@@ -153,7 +215,6 @@ impl StoreOps {
                 absent.push(key);
             }
         }
-        self.filtered += absent.len() as u64;
         absent
     }
 
@@ -331,6 +392,29 @@ impl Engine {
         self.store.lookup_op(generation, max)
     }
 
+    /// The time cut, the peak lag, and the end of a pause's flush.
+    pub(super) fn track_unwritten(&mut self, now: u64) {
+        let store = &mut self.store;
+        if !self.scheduler.has_work_to_write() {
+            store.unwritten_since = None;
+            store.time_cut_due = false;
+        } else {
+            let since = *store.unwritten_since.get_or_insert(now);
+            store.time_cut_due = now >= since + self.config.batch_interval_ms;
+        }
+        self.counters.peak_unwritten = self.counters.peak_unwritten.max(self.unwritten().0);
+        if self.store.flush_requested && !self.scheduler.has_work_to_write() {
+            self.store.flush_requested = false;
+        }
+    }
+
+    /// When the time cut is due, if something waits to be written and it is not due yet.
+    pub(super) fn time_cut_at(&self) -> Option<u64> {
+        let store = &self.store;
+        let since = store.unwritten_since.filter(|_| !store.time_cut_due)?;
+        Some(since + self.config.batch_interval_ms)
+    }
+
     /// Whether a batch should be cut now that the store is free.
     fn commit_due(&self) -> bool {
         if !self.scheduler.has_work_to_write() {
@@ -341,10 +425,10 @@ impl Engine {
         let half_items = (self.config.batch_items / 2).max(1) as u64;
         let half_bytes = (self.config.batch_bytes / 2).max(1) as u64;
         matches!(self.state, State::Stopping(_))
-            || self.flush_requested
+            || self.store.flush_requested
             || self.scheduler.is_done()
-            || self.time_cut_due
-            || self.budget_blocked
+            || self.store.time_cut_due
+            || self.store.budget_blocked
             || items >= half_items
             || bytes >= half_bytes
             || self.scheduler.batch_len() as u64 >= half_items
