@@ -8,13 +8,15 @@
 //! store that discards writes and answers lookups "absent": what the engine itself holds.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use statesync_core::engine::{Engine, EngineConfig, StoreAction, StoreResult, Transmit};
+use statesync_core::engine::testnet::{Pace, TestNet, TestStore};
+use statesync_core::engine::EngineConfig;
 use statesync_core::node::TrieNode;
+use statesync_core::serve::{self, ServeOutcome};
 use statesync_core::synthetic::{generate, SyntheticConfig};
-use statesync_core::wire::{Message, Status, PROTOCOL_VERSION};
 use statesync_core::{keccak256, BuiltState, MemoryStore, StoreKey};
 
 struct Counting;
@@ -130,7 +132,13 @@ fn limit_pass(store: &MemoryStore) -> f64 {
 }
 
 /// A full engine sync from `peers` in-process peers that answer at once, into a store that
-/// discards writes. Returns the engine's seconds (serving excluded) and the largest live-entries figure reported.
+/// discards writes, on the engine's test harness. Returns the engine's seconds (serving
+/// excluded) and the largest live-entries figure reported.
+///
+/// Each step of the harness moves virtual time a millisecond, completes every store
+/// operation, then answers one request: a host with the store and the network running side
+/// by side acknowledges a commit before the next answer arrives, so completed items do not
+/// pile up in memory.
 fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
     let config = EngineConfig {
         progress_interval_ms: u64::MAX / 4,
@@ -138,63 +146,38 @@ fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
         ..EngineConfig::default()
     };
     let started = Instant::now();
-    let mut engine = Engine::new(state.root, config, None, 0);
-    let status = Message::Status(Status {
-        version: PROTOCOL_VERSION,
-        network_id: 1,
-        head_root: state.root,
-    })
-    .encode();
+    let mut net = TestNet::new(&state.store, state.root, config);
+    net.store = TestStore::Discard;
+    net.keep_events = false;
+    net.pace = Pace {
+        answers_per_step: 1,
+        ms_per_step: 1,
+    };
+    // The peers' serving is not the engine's work: on a network it runs elsewhere.
+    let serving = Cell::new(Duration::ZERO);
+    net.set_server(Box::new(|_peer, frame: &[u8]| {
+        let serve_started = Instant::now();
+        let answer = serve::answer(frame, Default::default(), |k: StoreKey| state.store.get(k));
+        serving.set(serving.get() + serve_started.elapsed());
+        match answer {
+            Ok(ServeOutcome::Answer(reply)) => Some(reply),
+            _ => None,
+        }
+    }));
     for peer in 0..peers {
-        engine.handle_peer_joined(peer, 0);
-        engine.handle_frame(peer, &status, 0);
+        net.join(peer);
     }
     let mut max_live = 0;
-    let mut serving = std::time::Duration::ZERO;
-    let mut now = 0u64;
     let mut steps = 0u64;
-    while !engine.is_finished() {
+    net.drive_bounded(100_000_000, |net| {
         steps += 1;
-        // Virtual time moves a millisecond a step: peers answer "at once".
-        now += 1;
-        let mut busy = false;
-        while let Some(op) = engine.poll_store_op() {
-            busy = true;
-            let result = match op.action {
-                StoreAction::Lookup(keys) => StoreResult::Lookup(vec![false; keys.len()]),
-                StoreAction::Commit { .. } => StoreResult::Committed,
-                StoreAction::LoadStaged => StoreResult::Staged(Vec::new()),
-            };
-            engine.handle_store_result(op.id, result, now);
-        }
-        // One frame at a time with the store's work in between, as a host with the store and
-        // the network running side by side does: a commit is acknowledged before the next
-        // answer arrives, so completed items do not pile up in memory.
-        if let Some(transmit) = engine.poll_transmit() {
-            busy = true;
-            if let Transmit::Frame { peer, frame } = transmit {
-                let serve_started = Instant::now();
-                let answer =
-                    statesync_core::serve::answer(&frame, Default::default(), |k: StoreKey| {
-                        state.store.get(k)
-                    });
-                serving += serve_started.elapsed();
-                if let Ok(statesync_core::serve::ServeOutcome::Answer(reply)) = answer {
-                    engine.handle_frame(peer, &reply, now);
-                }
-            }
-        }
-        while engine.poll_event().is_some() {}
         if steps % 8 == 0 {
-            max_live = max_live.max(engine.progress().live_entries);
+            max_live = max_live.max(net.engine.progress().live_entries);
         }
-        if !busy {
-            now = engine.poll_timeout().unwrap_or(now + 1000).max(now + 1);
-            engine.handle_timeout(now);
-        }
-        assert!(steps < 100_000_000, "engine did not finish");
-    }
-    assert!(engine.is_done(), "engine ended without finishing");
-    // The peers' serving is not the engine's work: on a network it runs elsewhere.
-    ((started.elapsed() - serving).as_secs_f64(), max_live)
+    })
+    .expect("engine did not finish");
+    assert!(net.engine.is_done(), "engine ended without finishing");
+    let elapsed = started.elapsed();
+    drop(net);
+    ((elapsed - serving.get()).as_secs_f64(), max_live)
 }
