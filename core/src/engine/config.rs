@@ -5,7 +5,9 @@
 use thiserror::Error;
 
 use crate::rate::RateConfig;
-use crate::scheduler::{SchedulerConfig, SyncMode, DEFAULT_MAX_FETCHES_PER_DEPTH};
+use crate::scheduler::{
+    SchedulerConfig, SyncMode, DEFAULT_MAX_FETCHES_PER_DEPTH, DEFAULT_MAX_PENDING,
+};
 use crate::wire::MAX_HASHES_PER_REQUEST;
 
 /// Tunables. The defaults suit a browser syncing from a handful of WebSocket peers.
@@ -13,6 +15,10 @@ use crate::wire::MAX_HASHES_PER_REQUEST;
 pub struct EngineConfig {
     pub mode: SyncMode,
     pub max_fetches_per_depth: usize,
+    /// Requests the scheduler holds at most before it stops handing out more while anything
+    /// else can move ([`SchedulerConfig::max_pending`]): the bound on its memory, whatever
+    /// the state's size.
+    pub max_pending: usize,
     /// Items per request at most (geth's `MaxStateFetch`).
     pub max_items_per_request: usize,
     /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
@@ -64,6 +70,7 @@ impl Default for EngineConfig {
         EngineConfig {
             mode: SyncMode::State,
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
+            max_pending: DEFAULT_MAX_PENDING,
             max_items_per_request: 384,
             max_in_flight_per_peer: 4,
             batch_bytes: 1024 * 1024,
@@ -79,7 +86,7 @@ impl Default for EngineConfig {
             progress_interval_ms: 500,
             hedge_after_rtts: 4.0,
             min_hedge_ms: 250,
-            // 4 MiB: under 1 % false "maybe" up to about 3.5 million items.
+            // 4 MiB: under 1 % false "maybe" up to about 2.5 million items, 2 % at 3.5 million.
             fresh_store_filter_bytes: 4 * 1024 * 1024,
         }
     }
@@ -110,8 +117,9 @@ impl EngineConfig {
     /// insist (it clamps what it must), so a host that takes settings from users calls this
     /// first and reports the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let counts: [(&'static str, u64); 11] = [
+        let counts: [(&'static str, u64); 12] = [
             ("max_fetches_per_depth", self.max_fetches_per_depth as u64),
+            ("max_pending", self.max_pending as u64),
             ("max_items_per_request", self.max_items_per_request as u64),
             ("max_in_flight_per_peer", self.max_in_flight_per_peer as u64),
             ("batch_bytes", self.batch_bytes as u64),
@@ -171,6 +179,7 @@ impl EngineConfig {
         SchedulerConfig {
             mode: self.mode,
             max_fetches_per_depth: self.max_fetches_per_depth,
+            max_pending: self.max_pending,
             ..SchedulerConfig::default()
         }
     }

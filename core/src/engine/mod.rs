@@ -54,7 +54,7 @@ use std::collections::VecDeque;
 use crate::filter::KeyFilter;
 use crate::hash::H256;
 use crate::progress::ProgressRecord;
-use crate::scheduler::{HashedBlob, ProcessError, Scheduler};
+use crate::scheduler::{HashedSlice, ProcessError, Scheduler};
 use crate::wire::{Message, WireError, PROTOCOL_VERSION};
 
 pub use config::{ConfigError, EngineConfig};
@@ -132,11 +132,11 @@ impl Engine {
         resumed: Option<ProgressRecord>,
         now: u64,
     ) -> Engine {
-        let scheduler = Scheduler::new(root, config.scheduler());
         // No record: the store is taken to be empty, so whatever it will hold, this session
         // wrote. (A store with data but no record only costs refetching that data.)
         let filter = (resumed.is_none() && config.fresh_store_filter_bytes > 0)
             .then(|| KeyFilter::new(config.fresh_store_filter_bytes));
+        let scheduler = Scheduler::with_filter(root, config.scheduler(), filter);
         let load_staged = resumed.is_some_and(|r| r.staged_items > 0);
         let committed = ProgressRecord {
             root,
@@ -153,7 +153,7 @@ impl Engine {
             requests: Requests::default(),
             retries: Retries::default(),
             timers: TimerTable::default(),
-            store: StoreOps::new(load_staged, filter),
+            store: StoreOps::new(load_staged),
             committed,
             counters: Counters::default(),
             stall: Stall::new(now),
@@ -342,7 +342,8 @@ impl Engine {
         if root == from || matches!(self.state, State::Stopping(_) | State::Cancelled) {
             return;
         }
-        let next = Scheduler::new(root, self.config.scheduler());
+        let filter = self.scheduler.take_filter();
+        let next = Scheduler::with_filter(root, self.config.scheduler(), filter);
         let old = std::mem::replace(&mut self.scheduler, next);
         self.counters.skipped_before += old.stats().found_in_store;
         self.counters.restored_before += old.stats().restored;
@@ -422,10 +423,7 @@ impl Engine {
         if self.is_finished() {
             return;
         }
-        let absent = self.store.queue_lookups(self.scheduler.take_lookups());
-        for key in absent {
-            self.scheduler.handle_lookup(key, false);
-        }
+        self.store.queue_lookups(self.scheduler.take_lookups());
         if self.state == State::Syncing {
             self.assign(now);
         }
@@ -553,7 +551,7 @@ impl Engine {
             self.arm_unservable_retry(now);
         }
         if tasks.len() < n {
-            let fresh = self.scheduler.missing(n - tasks.len());
+            let fresh = self.scheduler.missing_keys(n - tasks.len());
             tasks.extend(fresh.into_iter().map(Retry::new));
         }
         tasks
@@ -579,12 +577,9 @@ impl Engine {
         request
             .tasks
             .iter()
-            .filter(|r| self.scheduler.is_wanted(r.key()))
+            .filter(|r| self.scheduler.is_wanted(r.key))
             .take(n)
-            .map(|r| Retry {
-                task: r.task.clone(),
-                lacking: r.lacking.clone(),
-            })
+            .cloned()
             .collect()
     }
 
@@ -616,7 +611,7 @@ impl Engine {
                     if self.request_budget() == 0 {
                         break;
                     }
-                    if self.deliver(HashedBlob::new(blob.to_vec())).is_none() {
+                    if self.deliver(HashedSlice::new(blob)).is_none() {
                         return;
                     }
                 }
@@ -630,12 +625,13 @@ impl Engine {
             return;
         };
         self.timers.stop(Timer::Request(id));
+        // The entries this answer updates are read ahead, their cache misses overlapping
+        // (see `Scheduler::warm`); every blob is hashed where it lies in the frame, and only
+        // wanted ones are copied.
+        std::hint::black_box(self.scheduler.warm(request.tasks.iter().map(|t| t.key)));
         let asked: Vec<H256> = request.tasks.iter().map(Retry::hash).collect();
-        let hashed: Vec<HashedBlob> = blobs
-            .iter()
-            .map(|blob| HashedBlob::new(blob.to_vec()))
-            .collect();
-        let answered: Vec<H256> = hashed.iter().map(HashedBlob::hash).collect();
+        let hashed: Vec<HashedSlice<'_>> = blobs.iter().map(|b| HashedSlice::new(b)).collect();
+        let answered: Vec<H256> = hashed.iter().map(HashedSlice::hash).collect();
         let matched = match_answer(&asked, &answered);
         let mut delivered = 0usize;
         let mut foreign = 0u32;
@@ -685,10 +681,10 @@ impl Engine {
 
     /// Gives a verified blob to the scheduler and counts the outcome. Returns its hash, or
     /// `None` after a fatal error.
-    fn deliver(&mut self, blob: HashedBlob) -> Option<H256> {
+    fn deliver(&mut self, blob: HashedSlice<'_>) -> Option<H256> {
         let hash = blob.hash();
         let len = blob.data().len() as u64;
-        match self.scheduler.process(blob) {
+        match self.scheduler.process_slice(blob) {
             Ok(()) => {
                 self.counters.processed += 1;
                 self.counters.processed_bytes += len;

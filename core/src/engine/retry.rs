@@ -4,33 +4,28 @@
 use std::collections::VecDeque;
 
 use crate::hash::{DigestSet, H256};
-use crate::scheduler::Task;
 use crate::store::StoreKey;
 
 use super::PeerId;
 
-/// A task waiting to be asked of (another) peer.
-#[derive(Debug)]
+/// An item to ask of a peer, or to ask again of another.
+#[derive(Clone, Debug)]
 pub(super) struct Retry {
-    pub task: Task,
+    pub key: StoreKey,
     /// Peers that answered without it: they do not have it.
     pub lacking: Vec<PeerId>,
 }
 
 impl Retry {
-    pub fn new(task: Task) -> Retry {
+    pub fn new(key: StoreKey) -> Retry {
         Retry {
-            task,
+            key,
             lacking: Vec::new(),
         }
     }
 
-    pub fn key(&self) -> StoreKey {
-        self.task.key()
-    }
-
     pub fn hash(&self) -> H256 {
-        self.task.hash
+        self.key.hash
     }
 }
 
@@ -80,7 +75,7 @@ impl Retries {
                 keep.push_back(retry);
                 continue;
             }
-            if !wanted(retry.key()) {
+            if !wanted(retry.key) {
                 continue; // someone else delivered it meanwhile
             }
             if usable.iter().all(|p| retry.lacking.contains(p)) {

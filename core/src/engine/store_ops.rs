@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::filter::KeyFilter;
 use crate::hash::H256;
 use crate::progress::ProgressRecord;
 use crate::scheduler::BatchLimit;
@@ -137,9 +136,6 @@ pub(super) struct StoreOps {
     lookups: VecDeque<StoreKey>,
     /// The staging area is to be read back before anything else (a resumed sync).
     load_staged: bool,
-    /// Keys committed this session, when the store started empty: a key it rules out is
-    /// certainly absent, so its lookup is answered without the store.
-    filter: Option<KeyFilter>,
     /// The largest batch handed out this session: operations, payload bytes.
     pub largest_batch: (u64, u64),
     /// Write everything verified now (a pause); cleared once nothing is left to write.
@@ -170,14 +166,13 @@ pub(super) enum Outcome {
 }
 
 impl StoreOps {
-    pub fn new(load_staged: bool, filter: Option<KeyFilter>) -> StoreOps {
+    pub fn new(load_staged: bool) -> StoreOps {
         StoreOps {
             next_id: 1,
             running: None,
             commit: CommitState::Idle,
             lookups: VecDeque::new(),
             load_staged,
-            filter,
             largest_batch: (0, 0),
             flush_requested: false,
             unwritten_since: None,
@@ -201,21 +196,9 @@ impl StoreOps {
         self.load_staged || matches!(self.running, Some(Running::LoadStaged { .. }))
     }
 
-    /// Queues keys to look up. Those the filter rules out are returned: they are absent.
-    pub fn queue_lookups(&mut self, keys: Vec<StoreKey>) -> Vec<StoreKey> {
-        let Some(filter) = &self.filter else {
-            self.lookups.extend(keys);
-            return Vec::new();
-        };
-        let mut absent = Vec::new();
-        for key in keys {
-            if filter.may_contain(&key) {
-                self.lookups.push_back(key);
-            } else {
-                absent.push(key);
-            }
-        }
-        absent
+    /// Queues keys to look up.
+    pub fn queue_lookups(&mut self, keys: Vec<StoreKey>) {
+        self.lookups.extend(keys);
     }
 
     /// Forgets lookups queued for an earlier root (a switch); one running is ignored when done.
@@ -260,12 +243,6 @@ impl StoreOps {
     /// Hands `commit` to the host.
     fn commit_op(&mut self, commit: PendingCommit) -> StoreOp {
         let id = self.next_id();
-        if let Some(filter) = &mut self.filter {
-            // Before the write lands, which is fine: lookups run after it, in order.
-            for (key, _) in commit.batch.items() {
-                filter.insert(&key);
-            }
-        }
         let size = (
             commit.batch.operations() as u64,
             (commit.batch.bytes() + commit.batch.staged_bytes()) as u64,

@@ -2,6 +2,12 @@
 //! peak engine memory as the state grows. Prints one line of JSON per measurement.
 //!
 //! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3] [--max-fetches N]
+//!        [--max-pending N] [--engine-only]
+//!
+//! `--engine-only` runs one engine pass per state and nothing else, for a profiler:
+//! `valgrind --tool=callgrind --toggle-collect='*engine_pass*' target/release/bench-native
+//! --sizes 100000 --engine-only` counts the engine's instructions (serving included; it is
+//! `statesync_core::serve::answer`'s inclusive count).
 //!
 //! Sizes are target hashed-node counts; the synthetic generator is sized to reach them.
 //! Memory is the heap (a counting allocator) above the source state's own footprint, with a
@@ -23,8 +29,6 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// The engine's per-depth fetch cap for this run (`--max-fetches`).
-static MAX_FETCHES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -58,12 +62,23 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let peers: u64 = arg("--peers").and_then(|s| s.parse().ok()).unwrap_or(4);
-    let repeat: usize = arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let max_fetches: usize = arg("--max-fetches")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(EngineConfig::default().max_fetches_per_depth);
-    MAX_FETCHES.store(max_fetches, Ordering::Relaxed);
+    let defaults = EngineConfig::default();
+    let bench = Bench {
+        peers: arg("--peers").and_then(|s| s.parse().ok()).unwrap_or(4),
+        repeat: arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(3),
+        engine_only: args.iter().any(|a| a == "--engine-only"),
+        config: EngineConfig {
+            // No progress events: their reports are the host's cost.
+            progress_interval_ms: u64::MAX / 4,
+            max_fetches_per_depth: arg("--max-fetches")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(defaults.max_fetches_per_depth),
+            max_pending: arg("--max-pending")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(defaults.max_pending),
+            ..defaults
+        },
+    };
 
     let genesis = {
         let text = std::fs::read_to_string("fixtures/genesis_mainnet.json")
@@ -71,7 +86,7 @@ fn main() {
         let alloc = statesync_core::state::parse_genesis_alloc(&text).expect("genesis");
         statesync_core::state::build_genesis(&alloc)
     };
-    measure("mainnet-genesis", &genesis, peers, repeat);
+    bench.measure("mainnet-genesis", &genesis);
     for target in sizes {
         // About 3.2 hashed items per account with the default mix (measured).
         let accounts = (target as f64 / 3.2) as usize;
@@ -82,32 +97,62 @@ fn main() {
             state.store.node_count(),
             started.elapsed()
         );
-        measure(&format!("synthetic-{target}"), &state, peers, repeat);
+        bench.measure(&format!("synthetic-{target}"), &state);
     }
 }
 
-fn measure(name: &str, state: &BuiltState, peers: u64, repeat: usize) {
-    let items = state.store.node_count() + state.store.code_count();
-    let limit = best_of(repeat, || limit_pass(&state.store));
-    let mut engine_best = f64::MAX;
-    let mut peak = 0;
-    for _ in 0..repeat {
-        let baseline = LIVE.load(Ordering::Relaxed);
-        PEAK.store(baseline, Ordering::Relaxed);
-        let (secs, max_live_entries) = engine_pass(state, peers);
-        peak = peak.max(PEAK.load(Ordering::Relaxed) - baseline);
-        engine_best = engine_best.min(secs);
-        let _ = max_live_entries;
+/// What every measurement runs with.
+struct Bench {
+    peers: u64,
+    repeat: usize,
+    engine_only: bool,
+    config: EngineConfig,
+}
+
+/// What one engine pass saw.
+struct Pass {
+    /// The engine's seconds, serving excluded.
+    secs: f64,
+    /// The largest live-entries and pending figures sampled.
+    live_entries: usize,
+    pending: u64,
+}
+
+impl Bench {
+    fn measure(&self, name: &str, state: &BuiltState) {
+        if self.engine_only {
+            let pass = self.engine_pass(state);
+            println!(
+                "{{\"state\":\"{name}\",\"engine_seconds\":{:.3},\"max_live_entries\":{},\"max_pending\":{}}}",
+                pass.secs, pass.live_entries, pass.pending
+            );
+            return;
+        }
+        let items = state.store.node_count() + state.store.code_count();
+        let limit = best_of(self.repeat, || limit_pass(&state.store));
+        let mut engine_best = f64::MAX;
+        let mut peak = 0;
+        for _ in 0..self.repeat {
+            let baseline = LIVE.load(Ordering::Relaxed);
+            PEAK.store(baseline, Ordering::Relaxed);
+            let pass = self.engine_pass(state);
+            peak = peak.max(PEAK.load(Ordering::Relaxed) - baseline);
+            engine_best = engine_best.min(pass.secs);
+        }
+        let pass = self.engine_pass(state);
+        println!(
+            "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{},\"max_pending\":{},\"peers\":{},\"max_fetches_per_depth\":{},\"pending_bound\":{}}}",
+            state.store.bytes(),
+            items as f64 / limit,
+            items as f64 / engine_best,
+            limit / engine_best,
+            pass.live_entries,
+            pass.pending,
+            self.peers,
+            self.config.max_fetches_per_depth,
+            self.config.max_pending,
+        );
     }
-    let (_, live_entries) = engine_pass(state, peers);
-    println!(
-        "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{live_entries},\"peers\":{peers},\"max_fetches_per_depth\":{}}}",
-        state.store.bytes(),
-        items as f64 / limit,
-        items as f64 / engine_best,
-        limit / engine_best,
-        MAX_FETCHES.load(Ordering::Relaxed),
-    );
 }
 
 fn best_of(repeat: usize, mut f: impl FnMut() -> f64) -> f64 {
@@ -115,6 +160,7 @@ fn best_of(repeat: usize, mut f: impl FnMut() -> f64) -> f64 {
 }
 
 /// keccak and node decoding of every item, nothing else: what no sync can beat.
+#[inline(never)]
 fn limit_pass(store: &MemoryStore) -> f64 {
     let keys = store.keys();
     let started = Instant::now();
@@ -131,53 +177,56 @@ fn limit_pass(store: &MemoryStore) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// A full engine sync from `peers` in-process peers that answer at once, into a store that
-/// discards writes, on the engine's test harness. Returns the engine's seconds (serving
-/// excluded) and the largest live-entries figure reported.
-///
-/// Each step of the harness moves virtual time a millisecond, completes every store
-/// operation, then answers one request: a host with the store and the network running side
-/// by side acknowledges a commit before the next answer arrives, so completed items do not
-/// pile up in memory.
-fn engine_pass(state: &BuiltState, peers: u64) -> (f64, usize) {
-    let config = EngineConfig {
-        progress_interval_ms: u64::MAX / 4,
-        max_fetches_per_depth: MAX_FETCHES.load(Ordering::Relaxed),
-        ..EngineConfig::default()
-    };
-    let started = Instant::now();
-    let mut net = TestNet::new(&state.store, state.root, config);
-    net.store = TestStore::Discard;
-    net.keep_events = false;
-    net.pace = Pace {
-        answers_per_step: 1,
-        ms_per_step: 1,
-    };
-    // The peers' serving is not the engine's work: on a network it runs elsewhere.
-    let serving = Cell::new(Duration::ZERO);
-    net.set_server(Box::new(|_peer, frame: &[u8]| {
-        let serve_started = Instant::now();
-        let answer = serve::answer(frame, Default::default(), |k: StoreKey| state.store.get(k));
-        serving.set(serving.get() + serve_started.elapsed());
-        match answer {
-            Ok(ServeOutcome::Answer(reply)) => Some(reply),
-            _ => None,
+impl Bench {
+    /// A full engine sync from `peers` in-process peers that answer at once, into a store
+    /// that discards writes, on the engine's test harness.
+    ///
+    /// Each step of the harness moves virtual time a millisecond, completes every store
+    /// operation, then answers one request: a host with the store and the network running
+    /// side by side acknowledges a commit before the next answer arrives, so completed items
+    /// do not pile up in memory.
+    #[inline(never)]
+    fn engine_pass(&self, state: &BuiltState) -> Pass {
+        let started = Instant::now();
+        let mut net = TestNet::new(&state.store, state.root, self.config.clone());
+        net.store = TestStore::Discard;
+        net.keep_events = false;
+        net.pace = Pace {
+            answers_per_step: 1,
+            ms_per_step: 1,
+        };
+        // The peers' serving is not the engine's work: on a network it runs elsewhere.
+        let serving = Cell::new(Duration::ZERO);
+        net.set_server(Box::new(|_peer, frame: &[u8]| {
+            let serve_started = Instant::now();
+            let answer = serve::answer(frame, Default::default(), |k: StoreKey| state.store.get(k));
+            serving.set(serving.get() + serve_started.elapsed());
+            match answer {
+                Ok(ServeOutcome::Answer(reply)) => Some(reply),
+                _ => None,
+            }
+        }));
+        for peer in 0..self.peers {
+            net.join(peer);
         }
-    }));
-    for peer in 0..peers {
-        net.join(peer);
+        let (mut live_entries, mut pending) = (0, 0);
+        let mut steps = 0u64;
+        net.drive_bounded(100_000_000, |net| {
+            steps += 1;
+            if steps % 8 == 0 {
+                let progress = net.engine.progress();
+                live_entries = live_entries.max(progress.live_entries);
+                pending = pending.max(progress.pending);
+            }
+        })
+        .expect("engine did not finish");
+        assert!(net.engine.is_done(), "engine ended without finishing");
+        let elapsed = started.elapsed();
+        drop(net);
+        Pass {
+            secs: (elapsed - serving.get()).as_secs_f64(),
+            live_entries,
+            pending,
+        }
     }
-    let mut max_live = 0;
-    let mut steps = 0u64;
-    net.drive_bounded(100_000_000, |net| {
-        steps += 1;
-        if steps % 8 == 0 {
-            max_live = max_live.max(net.engine.progress().live_entries);
-        }
-    })
-    .expect("engine did not finish");
-    assert!(net.engine.is_done(), "engine ended without finishing");
-    let elapsed = started.elapsed();
-    drop(net);
-    ((elapsed - serving.get()).as_secs_f64(), max_live)
 }

@@ -27,17 +27,34 @@
 //! back from staging on resume, or left over by a root switch, wait in a pool of *loose*
 //! verified blobs ([`Scheduler::add_loose`]); a request for one of them that the store does not
 //! hold is answered from the pool instead of a peer.
+//!
+//! Every item known and not complete yet is one entry of one table keyed by [`StoreKey`]:
+//! looked up, queued, fetched, or waiting for children. The hot
+//! path allocates nothing per item beyond the item's own data: parent lists are inline, a
+//! node's children are read in place from its RLP ([`visit_encoded`]), and each path is
+//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: past
+//! it, no more is handed out while anything else can move, and the table is sized for the
+//! bound once a sync is large enough to need it, so that how far a large state's frontier
+//! happens to grow does not decide how much memory the sync takes.
 
-use std::cmp::{Ordering, Reverse};
+mod recent;
+mod request;
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 
 use thiserror::Error;
 
 use crate::account::{Account, AccountError};
-use crate::hash::{keccak256, DigestMap, DigestSet, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
+use crate::filter::KeyFilter;
+use crate::hash::{keccak256, DigestMap, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
 use crate::nibbles::Nibbles;
-use crate::node::{ChildRef, NodeChild, NodeError, TrieNode};
-use crate::store::{CommitBatch, ItemKind, StoreKey};
+use crate::node::{visit_encoded, ChildAt, NodeError, NodeShape};
+use crate::store::{CommitBatch, ItemKind, KeyMap, KeySet, StoreKey};
+
+use recent::RecentKeys;
+use request::{PackedPath, Parents, Phase, QueueEntry, Request};
 
 /// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
 /// their children at once. It bounds the memory of a sync by depth rather than by state size.
@@ -64,10 +81,20 @@ pub struct SchedulerConfig {
     /// complete, so that another account referencing them completes without a store lookup
     /// (the most referenced stay). Bounds memory by configuration; 0 turns it off.
     pub recent_complete: usize,
+    /// Requests held at most (looked up, queued, fetched or waiting for children) before no
+    /// more is handed out while anything else can move: the bound on the scheduler's memory,
+    /// whatever the state's size (I5). The request table is sized for it, with room for what
+    /// is complete in the memory batch and for the children of what is in flight when the
+    /// bound is reached, once a sync holds an eighth of it.
+    pub max_pending: usize,
 }
 
 /// Default of [`SchedulerConfig::recent_complete`]: about 2 MB of sets.
 pub const DEFAULT_RECENT_COMPLETE: usize = 32_768;
+
+/// Default of [`SchedulerConfig::max_pending`]: with the headroom, a table of 2^17 slots
+/// (hash tables fill to 7/8), about 21 MB.
+pub const DEFAULT_MAX_PENDING: usize = 98_304;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -75,6 +102,7 @@ impl Default for SchedulerConfig {
             mode: SyncMode::State,
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             recent_complete: DEFAULT_RECENT_COMPLETE,
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -101,6 +129,54 @@ impl HashedBlob {
 
     pub fn data(&self) -> &[u8] {
         &self.data
+    }
+}
+
+/// A borrowed blob together with its keccak-256 hash: [`HashedBlob`] for data the caller
+/// keeps (a frame), so that the scheduler copies only blobs it wants.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HashedSlice<'a> {
+    hash: H256,
+    data: &'a [u8],
+}
+
+impl<'a> HashedSlice<'a> {
+    pub fn new(data: &'a [u8]) -> HashedSlice<'a> {
+        HashedSlice {
+            hash: keccak256(data),
+            data,
+        }
+    }
+
+    pub fn hash(&self) -> H256 {
+        self.hash
+    }
+
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// Verified bytes on their way into the scheduler, owned or borrowed: copied only once
+/// they are wanted.
+enum Bytes<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(data) => data,
+            Bytes::Borrowed(data) => data,
+        }
+    }
+
+    fn into_boxed(self) -> Box<[u8]> {
+        match self {
+            Bytes::Owned(data) => data.into_boxed_slice(),
+            Bytes::Borrowed(data) => data.into(),
+        }
     }
 }
 
@@ -184,36 +260,6 @@ pub struct SchedulerStats {
     pub found_in_batch: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum RequestState {
-    /// Waiting for the host to say whether the store has it.
-    Checking,
-    /// In the fetch queue.
-    Queued,
-    /// Handed out by `missing`.
-    Fetching,
-    /// Processed, waiting for `deps` children to complete.
-    Waiting,
-}
-
-#[derive(Debug)]
-struct Request {
-    path: Nibbles,
-    state: RequestState,
-    /// Held from `process` until commit.
-    data: Option<Vec<u8>>,
-    /// Nodes waiting on this one; a parent appears once per reference to this item.
-    parents: Vec<H256>,
-    /// Children not yet complete.
-    deps: u32,
-    /// The depth counted in `fetches` while fetched or waiting.
-    fetch_depth: Option<usize>,
-    /// Keyspace to credit when this request commits (an account leaf's range).
-    credit_on_commit: u128,
-    /// Its data is in the store's staging area (or on its way there in a cut batch).
-    staged: bool,
-}
-
 /// A complete item waiting in the memory batch.
 #[derive(Debug)]
 struct Completed {
@@ -221,7 +267,7 @@ struct Completed {
     /// Referenced from an account (code, a storage root): the items that accounts share, so
     /// worth remembering once written.
     from_account: bool,
-    data: Vec<u8>,
+    data: Box<[u8]>,
     /// It is in the staging area, so the batch that stores it removes it from there.
     staged: bool,
 }
@@ -259,37 +305,6 @@ impl BatchLimit {
     };
 }
 
-#[derive(PartialEq, Eq, Debug)]
-struct QueueEntry {
-    priority: u64,
-    seq: Reverse<u64>,
-    kind: ItemKind,
-    hash: H256,
-}
-
-impl Ord for QueueEntry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.priority, self.seq).cmp(&(other.priority, other.seq))
-    }
-}
-
-impl PartialOrd for QueueEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// geth's priority (v1.9.21+): depth in the top byte, so the deepest item comes first; then
-/// the first 14 nibbles inverted, so at equal depth the smallest path comes first. The walk
-/// is therefore depth-first in path order, and completed subtries leave memory early.
-fn priority(path: &Nibbles) -> u64 {
-    let mut prio = (path.len().min(255) as u64) << 56;
-    for (i, nibble) in path.as_slice().iter().take(14).enumerate() {
-        prio |= u64::from(15 - nibble) << (52 - 4 * i);
-    }
-    prio
-}
-
 /// Fixed-point share of the keyspace: `KEYSPACE_ONE` is the whole account trie.
 pub const KEYSPACE_ONE: u128 = 1 << 124;
 
@@ -308,8 +323,13 @@ fn keyspace_share(len: usize) -> u128 {
 pub struct Scheduler {
     config: SchedulerConfig,
     root: H256,
-    node_reqs: DigestMap<Request>,
-    code_reqs: DigestMap<Request>,
+    /// Every item known and not complete yet, nodes and code alike.
+    table: KeyMap<Request>,
+    /// Keys of the memory batch: complete without asking the store. Small (a batch's worth)
+    /// and so cheap to ask, where the table is large.
+    in_batch: KeySet,
+    /// The table was sized for `max_pending`.
+    sized: bool,
     queue: BinaryHeap<QueueEntry>,
     seq: u64,
     lookups: Vec<StoreKey>,
@@ -320,9 +340,6 @@ pub struct Scheduler {
     /// Complete items in completion order: a child always before its parents, so any prefix
     /// can be written on its own without breaking I2.
     batch: VecDeque<Completed>,
-    /// Keys of the memory batch: complete without asking the store.
-    complete_nodes: DigestSet,
-    complete_codes: DigestSet,
     /// Code and storage roots cut from the batch recently, complete too (written, or on their
     /// way: a later batch lands after them, so a parent completed on their account lands
     /// after them, I2). Accounts share these; another reference to one completes at once
@@ -344,34 +361,77 @@ pub struct Scheduler {
     /// Completed share of the account keyspace, in `KEYSPACE_ONE` units.
     completed: u128,
     stats: SchedulerStats,
+    /// Keys written this session, when the store started empty: a key it rules out is
+    /// certainly absent, so it is queued at once instead of looked up (see `filter.rs`).
+    filter: Option<KeyFilter>,
+    /// Keys the filter ruled out that a loose blob may answer: handled as absent lookups when
+    /// the host next takes the lookups, as the store's answers would be.
+    absent: Vec<StoreKey>,
+    scratch: Scratch,
+}
+
+/// Buffers reused from item to item, so that processing one allocates nothing. They hold no
+/// state between calls (and `Debug` shows none).
+#[derive(Default)]
+struct Scratch {
+    /// The children of the node being processed, gathered before anything changes.
+    children: Vec<(StoreKey, PackedPath)>,
+    /// The path of the node being processed, extended in place for its children.
+    path: Nibbles,
+    /// Requests completing in turn.
+    completing: Vec<StoreKey>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
 }
 
 /// How a referenced child was handled.
 enum Child {
-    /// Already complete (in the memory batch); nothing to wait for.
+    /// Already complete (in the memory batch, or written recently); nothing to wait for.
     Complete,
     /// The parent must wait for it.
     Pending,
+}
+
+/// What a processed node does to the keyspace share.
+struct Credit {
+    /// Credited now: the parts of its keyspace no hashed child covers.
+    now: u128,
+    /// An account-trie leaf: its share is credited when it completes.
+    leaf: bool,
 }
 
 impl Scheduler {
     /// A scheduler for everything under `root`. The root itself is looked up first, so a
     /// store that already holds it (a finished or resumed sync) completes at once.
     pub fn new(root: H256, config: SchedulerConfig) -> Scheduler {
+        Scheduler::with_filter(root, config, None)
+    }
+
+    /// A scheduler for a store that started empty this session: `filter` learns every key
+    /// cut for the main keyspace, and a key it rules out is queued for fetching without a
+    /// lookup. Only a filter of exactly what this session wrote is sound here.
+    pub fn with_filter(
+        root: H256,
+        config: SchedulerConfig,
+        filter: Option<KeyFilter>,
+    ) -> Scheduler {
         let recent = RecentKeys::new(config.recent_complete);
         let mut scheduler = Scheduler {
             config,
             root,
-            node_reqs: DigestMap::default(),
-            code_reqs: DigestMap::default(),
+            table: KeyMap::default(),
+            in_batch: KeySet::default(),
+            sized: false,
             queue: BinaryHeap::new(),
             seq: 0,
             lookups: Vec::new(),
             fetches: Vec::new(),
             awaiting_host: 0,
             batch: VecDeque::new(),
-            complete_nodes: DigestSet::default(),
-            complete_codes: DigestSet::default(),
             recent,
             batch_bytes: 0,
             to_stage: Vec::new(),
@@ -382,11 +442,18 @@ impl Scheduler {
             unwritten_bytes: 0,
             completed: 0,
             stats: SchedulerStats::default(),
+            filter,
+            absent: Vec::new(),
+            scratch: Scratch::default(),
         };
         if root == EMPTY_ROOT_HASH {
             scheduler.completed = KEYSPACE_ONE;
         } else {
-            scheduler.add_child(StoreKey::node(root), Nibbles::new(), None);
+            scheduler.add_child(
+                StoreKey::node(root),
+                PackedPath::pack(&Nibbles::new()),
+                None,
+            );
         }
         scheduler
     }
@@ -402,7 +469,7 @@ impl Scheduler {
     /// Requests not yet complete: being looked up, queued, fetched, or waiting for children.
     /// The sync is done when this is zero (and the last batch is committed).
     pub fn pending(&self) -> usize {
-        self.node_reqs.len() + self.code_reqs.len()
+        self.table.len()
     }
 
     pub fn is_done(&self) -> bool {
@@ -413,8 +480,9 @@ impl Scheduler {
         self.stats
     }
 
-    /// Entries the scheduler holds in memory: requests and queue slots. Bounded by the
-    /// per-depth cap times the fan-out, not by the size of the state (I5).
+    /// Entries the scheduler holds in memory: requests and queue slots. Bounded by
+    /// [`SchedulerConfig::max_pending`] and the per-depth cap, not by the size of the state
+    /// (I5).
     pub fn live_entries(&self) -> usize {
         self.pending() + self.queue.len() + self.loose.len()
     }
@@ -433,35 +501,43 @@ impl Scheduler {
     /// Answer them after any commit batch handed out earlier has been written.
     #[must_use]
     pub fn take_lookups(&mut self) -> Vec<StoreKey> {
-        std::mem::take(&mut self.lookups)
+        let lookups = std::mem::take(&mut self.lookups);
+        for key in std::mem::take(&mut self.absent) {
+            self.handle_lookup(key, false);
+        }
+        lookups
+    }
+
+    /// The filter of keys written this session, for the scheduler of the next root.
+    pub fn take_filter(&mut self) -> Option<KeyFilter> {
+        self.filter.take()
     }
 
     /// Whether lookups are waiting to be taken.
     pub fn has_lookups(&self) -> bool {
-        !self.lookups.is_empty()
+        !self.lookups.is_empty() || !self.absent.is_empty()
     }
 
     /// The host's answer to a lookup: whether the store holds `key`. A present item is
     /// complete with its whole subtrie (I2), so it is skipped; an absent one is queued for
     /// fetching. Answers for keys no longer being checked are ignored.
     pub fn handle_lookup(&mut self, key: StoreKey, present: bool) {
-        let Some(req) = self.requests(key.kind).get(&key.hash) else {
+        let Some(req) = self.table.get_mut(&key) else {
             return;
         };
-        if req.state != RequestState::Checking {
+        if req.phase != Phase::Checking {
             return;
         }
         let path_len = req.path.len();
-        let keyspace = key.kind == ItemKind::Node && self.is_keyspace_path(&req.path);
-        let priority = priority(&req.path);
         if present {
             self.stats.found_in_store += 1;
-            if keyspace {
+            if key.kind == ItemKind::Node && self.is_keyspace_path(path_len) {
                 self.completed += keyspace_share(path_len);
             }
             self.complete(key);
             return;
         }
+        let priority = req.path.priority();
         if key.kind == ItemKind::Node {
             if let Some(loose) = self.loose.remove(&key.hash) {
                 if !loose.staged {
@@ -473,47 +549,75 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(req) = self.requests_mut(key.kind).get_mut(&key.hash) {
-            req.state = RequestState::Queued;
+        if let Some(req) = self.table.get_mut(&key) {
+            req.phase = Phase::Queued;
         }
         self.host_answered();
+        self.enqueue(key, priority);
+    }
+
+    /// Puts `key` in the fetch queue.
+    fn enqueue(&mut self, key: StoreKey, priority: u64) {
         self.seq += 1;
         self.queue.push(QueueEntry {
             priority,
             seq: Reverse(self.seq),
-            kind: key.kind,
-            hash: key.hash,
+            key,
         });
     }
 
     /// Up to `max` items to fetch (0: no limit), deepest and then smallest path first. Stops
     /// early when the next item's depth already has `max_fetches_per_depth` requests out, as
-    /// geth does. No item is handed out twice.
+    /// geth does, or when `max_pending` requests are held. No item is handed out twice.
     #[must_use]
     pub fn missing(&mut self, max: usize) -> Vec<Task> {
         let mut out = Vec::new();
+        self.hand_out(max, |key, path| {
+            out.push(Task {
+                hash: key.hash,
+                kind: key.kind,
+                path: path.unpack(),
+            })
+        });
+        out
+    }
+
+    /// [`Scheduler::missing`] without the paths: what a fetch needs.
+    #[must_use]
+    pub fn missing_keys(&mut self, max: usize) -> Vec<StoreKey> {
+        let mut out = Vec::new();
+        self.hand_out(max, |key, _| out.push(key));
+        out
+    }
+
+    /// Hands out up to `max` queued items (0: no limit) to `emit`, marking them fetched.
+    fn hand_out(&mut self, max: usize, mut emit: impl FnMut(StoreKey, &PackedPath)) {
+        let mut count = 0;
+        // Handing out adds no request, so this holds for the whole call.
+        let full = self.pending() >= self.config.max_pending;
         while let Some(top) = self.queue.peek() {
-            if max != 0 && out.len() >= max {
+            if max != 0 && count >= max {
                 break;
             }
-            let (kind, hash) = (top.kind, top.hash);
-            let queued = self
-                .requests(kind)
-                .get(&hash)
-                .is_some_and(|r| r.state == RequestState::Queued);
-            if !queued {
+            let key = top.key;
+            let depth = (top.priority >> 56) as usize;
+            let Some(req) = self
+                .table
+                .get_mut(&key)
+                .filter(|r| r.phase == Phase::Queued)
+            else {
                 // Delivered before it was fetched; drop the stale queue slot.
                 self.queue.pop();
                 continue;
-            }
-            let depth = (top.priority >> 56) as usize;
+            };
             let at_cap =
                 self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth;
-            // Past the cap only when nothing else can move: the requests holding this depth
+            // Past either cap only when nothing else can move: the requests holding this depth
             // wait on children queued behind it (a node shared at a shallower depth, as in a
-            // trie of keys of different lengths) and no lookup or delivery is due. Stopping
-            // there, as geth does, would stall the sync for good.
-            if at_cap && (!out.is_empty() || self.awaiting_host > 0) {
+            // trie of keys of different lengths), or every held request waits on queued ones,
+            // and no lookup or delivery is due. Stopping there, as geth does, would stall the
+            // sync for good.
+            if (at_cap || full) && (count > 0 || self.awaiting_host > 0) {
                 break;
             }
             self.queue.pop();
@@ -522,17 +626,11 @@ impl Scheduler {
             }
             self.fetches[depth] += 1;
             self.awaiting_host += 1;
-            if let Some(req) = self.requests_mut(kind).get_mut(&hash) {
-                req.state = RequestState::Fetching;
-                req.fetch_depth = Some(depth);
-                out.push(Task {
-                    hash,
-                    kind,
-                    path: req.path.clone(),
-                });
-            }
+            req.phase = Phase::Fetching;
+            req.fetch_depth = Some(depth as u8);
+            emit(key, &req.path);
+            count += 1;
         }
-        out
     }
 
     /// Takes a verified blob. A code request completes at once; a node request is decoded,
@@ -541,14 +639,24 @@ impl Scheduler {
     /// A hash that is pending both as code and as a node feeds both. An error leaves the
     /// scheduler as it was.
     pub fn process(&mut self, blob: HashedBlob) -> Result<(), ProcessError> {
-        self.process_blob(blob, false)
+        self.process_bytes(blob.hash, Bytes::Owned(blob.data), false)
+    }
+
+    /// [`Scheduler::process`] for a blob the caller keeps: it is copied only if wanted.
+    pub fn process_slice(&mut self, blob: HashedSlice<'_>) -> Result<(), ProcessError> {
+        self.process_bytes(blob.hash, Bytes::Borrowed(blob.data), false)
     }
 
     /// `process` for a blob that is durable already (`staged`: in the staging area) or not.
-    fn process_blob(&mut self, blob: HashedBlob, staged: bool) -> Result<(), ProcessError> {
-        let hash = blob.hash;
-        let wants = |reqs: &DigestMap<Request>| reqs.get(&hash).map(|r| r.data.is_none());
-        let (as_code, as_node) = (wants(&self.code_reqs), wants(&self.node_reqs));
+    fn process_bytes(
+        &mut self,
+        hash: H256,
+        data: Bytes<'_>,
+        staged: bool,
+    ) -> Result<(), ProcessError> {
+        let wants = |req: Option<&Request>| req.map(|r| r.data.is_none());
+        let as_code = wants(self.table.get(&StoreKey::code(hash)));
+        let as_node = wants(self.table.get(&StoreKey::node(hash)));
         if as_code.is_none() && as_node.is_none() {
             return Err(ProcessError::NotRequested);
         }
@@ -556,42 +664,34 @@ impl Scheduler {
         if !as_code && !as_node {
             return Err(ProcessError::AlreadyProcessed);
         }
-        // Decode first: a node that does not decode must change nothing.
-        let children = if as_node {
-            let path = self
-                .node_reqs
-                .get(&hash)
-                .map(|r| r.path.clone())
-                .unwrap_or_default();
-            Some(self.expand(hash, &path, &blob.data)?)
+        // Read the node first: one that does not decode must change nothing.
+        let credit = if as_node {
+            Some(self.expand(hash, data.as_slice())?)
         } else {
             None
         };
+        let len = data.as_slice().len() as u64;
+        let copies = u64::from(as_code) + u64::from(as_node);
         if staged {
             self.stats.restored += 1;
         } else {
             self.stats.processed += 1;
-            self.stats.processed_bytes += blob.data.len() as u64;
+            self.stats.processed_bytes += len;
             // Durable nowhere until a batch holds it, in the main keyspace or in staging.
-            self.unwritten_items += u64::from(as_code) + u64::from(as_node);
-            self.unwritten_bytes +=
-                blob.data.len() as u64 * (u64::from(as_code) + u64::from(as_node));
+            self.unwritten_items += copies;
+            self.unwritten_bytes += len * copies;
         }
-        let mut data = blob.data;
+        let mut data = Some(data.into_boxed());
         if as_code {
             // Only a hash pending as both code and node needs a second copy.
-            let code_data = if as_node {
-                data.clone()
-            } else {
-                std::mem::take(&mut data)
-            };
-            if let Some(req) = self.code_reqs.get_mut(&hash) {
-                req.data = Some(code_data);
+            let code_data = if as_node { data.clone() } else { data.take() };
+            if let Some(req) = self.table.get_mut(&StoreKey::code(hash)) {
+                req.data = code_data;
             }
             self.complete(StoreKey::code(hash));
         }
-        if let Some(expanded) = children {
-            self.attach_children(hash, data, expanded, staged);
+        if let (Some(credit), Some(data)) = (credit, data) {
+            self.attach_children(hash, data, credit, staged);
         }
         Ok(())
     }
@@ -609,7 +709,7 @@ impl Scheduler {
             return;
         }
         let len = data.len() as u64;
-        match self.node_reqs.get_mut(&hash) {
+        match self.table.get_mut(&StoreKey::node(hash)) {
             Some(req) if req.data.is_some() => {
                 // Verified here already; a staged copy makes it durable.
                 if staged && !req.staged {
@@ -619,7 +719,7 @@ impl Scheduler {
                 }
                 return;
             }
-            Some(req) if matches!(req.state, RequestState::Queued | RequestState::Fetching) => {
+            Some(req) if matches!(req.phase, Phase::Queued | Phase::Fetching) => {
                 // Wanted from a peer already: take it now; that answer becomes a duplicate.
                 if !staged {
                     // `take_loose` expects it counted as loose.
@@ -631,7 +731,7 @@ impl Scheduler {
             }
             _ => {}
         }
-        if self.complete_nodes.contains(&hash) {
+        if self.in_batch.contains(&StoreKey::node(hash)) {
             if staged {
                 if let Some(item) = self
                     .batch
@@ -671,16 +771,12 @@ impl Scheduler {
     fn take_loose(&mut self, hash: H256, loose: Loose) -> bool {
         let len = loose.data.len();
         if !loose.staged {
-            // Counted while loose; `process_blob` counts it again as fetched and unwritten.
+            // Counted while loose; `process_bytes` counts it again as fetched and unwritten.
             self.unwritten_items -= 1;
             self.unwritten_bytes -= len as u64;
         }
         let staged = loose.staged;
-        let blob = HashedBlob {
-            hash,
-            data: loose.data,
-        };
-        match self.process_blob(blob, staged) {
+        match self.process_bytes(hash, Bytes::Owned(loose.data), staged) {
             Ok(()) => true,
             Err(_) => {
                 // It was a valid node when verified; not for this path. The fetch decides.
@@ -692,12 +788,34 @@ impl Scheduler {
         }
     }
 
+    /// Reads the entries of `keys` and of their first parents, and nothing else: the host
+    /// calls it with the keys an answer is about to deliver. Those entries are scattered over
+    /// a large table; read one by one as each blob is processed, every read stalls on a cache
+    /// miss, where read together here the misses overlap. Returns a digest of what it read
+    /// only so that the reads are not optimised away.
+    pub fn warm(&self, keys: impl Iterator<Item = StoreKey>) -> u64 {
+        let mut digest = 0u64;
+        for key in keys {
+            for key in [key, StoreKey::code(key.hash)] {
+                if let Some(req) = self.table.get(&key) {
+                    digest = digest.wrapping_add(u64::from(req.deps));
+                    if let Parents::One(parent) = req.parents {
+                        if let Some(parent) = self.table.get(&StoreKey::node(parent)) {
+                            digest = digest.wrapping_add(u64::from(parent.deps));
+                        }
+                    }
+                }
+            }
+        }
+        digest
+    }
+
     /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is
     /// worth sending.
     pub fn is_wanted(&self, key: StoreKey) -> bool {
-        self.requests(key.kind)
-            .get(&key.hash)
-            .is_some_and(|r| r.state == RequestState::Fetching && r.data.is_none())
+        self.table
+            .get(&key)
+            .is_some_and(|r| r.phase == Phase::Fetching && r.data.is_none())
     }
 
     /// Cuts a batch to write in one atomic store transaction, within `limit` (but never
@@ -730,18 +848,18 @@ impl Scheduler {
                 cut.new_items += 1;
                 cut.new_bytes += item.data.len() as u64;
             }
+            self.in_batch.remove(&item.key);
+            let entry = (item.key.hash, item.data.into_vec());
             match item.key.kind {
-                ItemKind::Node => {
-                    self.complete_nodes.remove(&item.key.hash);
-                    cut.batch.nodes.push((item.key.hash, item.data));
-                }
-                ItemKind::Code => {
-                    self.complete_codes.remove(&item.key.hash);
-                    cut.batch.codes.push((item.key.hash, item.data));
-                }
+                ItemKind::Node => cut.batch.nodes.push(entry),
+                ItemKind::Code => cut.batch.codes.push(entry),
             }
             if item.from_account {
                 self.recent.insert(item.key);
+            }
+            if let Some(filter) = &mut self.filter {
+                // Before the write lands, which is fine: lookups run after it, in order.
+                filter.insert(&item.key);
             }
         }
         for (hash, len) in self.discard.drain(..) {
@@ -752,7 +870,7 @@ impl Scheduler {
         // Waiting nodes, oldest first; what does not fit stays for the next cut.
         let mut staged_upto = 0;
         for hash in &self.to_stage {
-            let Some(req) = self.node_reqs.get_mut(hash) else {
+            let Some(req) = self.table.get_mut(&StoreKey::node(*hash)) else {
                 staged_upto += 1;
                 continue;
             };
@@ -768,7 +886,7 @@ impl Scheduler {
             req.staged = true;
             cut.new_items += 1;
             cut.new_bytes += data.len() as u64;
-            cut.batch.staged.push((*hash, data.clone()));
+            cut.batch.staged.push((*hash, data.to_vec()));
             staged_upto += 1;
         }
         self.to_stage.drain(..staged_upto);
@@ -834,12 +952,11 @@ impl Scheduler {
     /// to be written, waiting nodes become loose blobs for `next`, which syncs the new root.
     pub fn hand_over(mut self, next: &mut Scheduler) {
         next.recent = std::mem::replace(&mut self.recent, RecentKeys::new(0));
+        if next.filter.is_none() {
+            next.filter = self.filter.take();
+        }
         for item in self.batch.drain(..) {
-            let set = match item.key.kind {
-                ItemKind::Node => &mut next.complete_nodes,
-                ItemKind::Code => &mut next.complete_codes,
-            };
-            if !set.insert(item.key.hash) {
+            if !next.in_batch.insert(item.key) {
                 if item.staged {
                     next.discard.push((item.key.hash, item.data.len()));
                 }
@@ -853,9 +970,9 @@ impl Scheduler {
             next.batch.push_back(item);
         }
         next.discard.append(&mut self.discard);
-        for (hash, req) in self.node_reqs.drain() {
-            if let Some(data) = req.data {
-                next.add_loose(hash, data, req.staged);
+        for (key, req) in self.table.drain() {
+            if let (ItemKind::Node, Some(data)) = (key.kind, req.data) {
+                next.add_loose(key.hash, data.into_vec(), req.staged);
             }
         }
         for (hash, loose) in self.loose.drain() {
@@ -863,60 +980,71 @@ impl Scheduler {
         }
     }
 
-    fn requests(&self, kind: ItemKind) -> &DigestMap<Request> {
-        match kind {
-            ItemKind::Node => &self.node_reqs,
-            ItemKind::Code => &self.code_reqs,
-        }
-    }
-
-    fn requests_mut(&mut self, kind: ItemKind) -> &mut DigestMap<Request> {
-        match kind {
-            ItemKind::Node => &mut self.node_reqs,
-            ItemKind::Code => &mut self.code_reqs,
-        }
-    }
-
-    /// Whether a node at `path` is part of the keyspace the completed fraction measures.
-    fn is_keyspace_path(&self, path: &Nibbles) -> bool {
+    /// Whether a node at a path of `len` nibbles is part of the keyspace the completed
+    /// fraction measures.
+    fn is_keyspace_path(&self, len: usize) -> bool {
         match self.config.mode {
-            SyncMode::State => path.len() < ACCOUNT_PATH_LEN,
+            SyncMode::State => len < ACCOUNT_PATH_LEN,
             SyncMode::Trie => true,
         }
     }
 
     /// Registers a reference to `key` from `parent`. Complete items are skipped; an item
     /// already pending gains a parent; anything else is parked for a store lookup.
-    fn add_child(&mut self, key: StoreKey, path: Nibbles, parent: Option<H256>) -> Child {
-        let in_batch = match key.kind {
-            ItemKind::Node => self.complete_nodes.contains(&key.hash),
-            ItemKind::Code => self.complete_codes.contains(&key.hash),
-        };
-        if in_batch || self.recent.contains(key) {
+    fn add_child(&mut self, key: StoreKey, path: PackedPath, parent: Option<H256>) -> Child {
+        if self.in_batch.contains(&key) {
             self.stats.found_in_batch += 1;
             return Child::Complete;
         }
-        let reqs = self.requests_mut(key.kind);
-        if let Some(existing) = reqs.get_mut(&key.hash) {
-            existing.parents.extend(parent);
-            return Child::Pending;
+        match self.table.entry(key) {
+            Entry::Occupied(held) => {
+                if let Some(parent) = parent {
+                    held.into_mut().parents.push(parent);
+                }
+                Child::Pending
+            }
+            Entry::Vacant(slot) => {
+                if self.recent.contains(key) {
+                    self.stats.found_in_batch += 1;
+                    return Child::Complete;
+                }
+                let absent = self.filter.as_ref().is_some_and(|f| !f.may_contain(&key));
+                let loose = key.kind == ItemKind::Node && self.loose.contains_key(&key.hash);
+                if absent && !loose {
+                    // Certainly not stored, and nothing here can answer it: queue it now.
+                    let priority = path.priority();
+                    let mut req = Request::checking(path, parent);
+                    req.phase = Phase::Queued;
+                    slot.insert(req);
+                    self.enqueue(key, priority);
+                } else {
+                    slot.insert(Request::checking(path, parent));
+                    if absent {
+                        self.absent.push(key);
+                    } else {
+                        self.lookups.push(key);
+                    }
+                    self.awaiting_host += 1;
+                }
+                self.size_for_bound();
+                Child::Pending
+            }
         }
-        reqs.insert(
-            key.hash,
-            Request {
-                path,
-                state: RequestState::Checking,
-                data: None,
-                parents: parent.into_iter().collect(),
-                deps: 0,
-                fetch_depth: None,
-                credit_on_commit: 0,
-                staged: false,
-            },
-        );
-        self.lookups.push(key);
-        self.awaiting_host += 1;
-        Child::Pending
+    }
+
+    /// Sizes the table and the queue for `max_pending` at once when a sync first holds an
+    /// eighth of it: small syncs stay small, and a large one's memory does not depend on how
+    /// far its frontier grows before it reaches the bound.
+    fn size_for_bound(&mut self) {
+        let bound = self.config.max_pending;
+        if self.sized || self.table.len() < bound / 8 {
+            return;
+        }
+        self.sized = true;
+        let capacity = bound.saturating_add(bound / 6);
+        self.table
+            .reserve(capacity.saturating_sub(self.table.len()));
+        self.queue.reserve(bound.saturating_sub(self.queue.len()));
     }
 
     /// A request stopped waiting on the host (its lookup was answered or its data arrived).
@@ -925,50 +1053,27 @@ impl Scheduler {
         self.awaiting_host = self.awaiting_host.saturating_sub(1);
     }
 
-    /// Decodes a node and lists what it references, without changing anything.
-    fn expand(&self, hash: H256, path: &Nibbles, data: &[u8]) -> Result<Expanded, ProcessError> {
-        let node = TrieNode::decode(data).map_err(|source| ProcessError::InvalidNode {
-            hash,
-            path: path.clone(),
-            source,
-        })?;
-        let keyspace = self.is_keyspace_path(path);
-        let mut expanded = Expanded::default();
-        if keyspace {
-            let depth = path.len();
-            match &node {
-                TrieNode::Branch(branch) => {
-                    for child in &branch.children {
-                        if !matches!(child, ChildRef::Hash(_)) {
-                            expanded.credit_now += keyspace_share(depth + 1);
-                        }
-                    }
-                }
-                TrieNode::Extension { path: key, child } => {
-                    let below = keyspace_share(depth + key.len());
-                    expanded.credit_now += keyspace_share(depth) - below;
-                    if !matches!(child, ChildRef::Hash(_)) {
-                        expanded.credit_now += below;
-                    }
-                }
-                TrieNode::Leaf { .. } => expanded.credit_on_commit = keyspace_share(depth),
-            }
-        }
-        let accounts = self.config.mode == SyncMode::State && path.len() < ACCOUNT_PATH_LEN;
+    /// Reads node `hash` in place and gathers what it references into `self.children`,
+    /// without changing anything else; says what it does to the keyspace share.
+    fn expand(&mut self, hash: H256, data: &[u8]) -> Result<Credit, ProcessError> {
+        let Some(req) = self.table.get(&StoreKey::node(hash)) else {
+            return Err(ProcessError::NotRequested);
+        };
+        let Scratch { children, path, .. } = &mut self.scratch;
+        req.path.unpack_into(path);
+        let depth = path.len();
+        let accounts = self.config.mode == SyncMode::State && depth < ACCOUNT_PATH_LEN;
+        children.clear();
         let mut failure = None;
-        node.visit_children(path, &mut |child| match child {
-            NodeChild::Hash { path, hash } => expanded.children.push((StoreKey::node(hash), path)),
-            NodeChild::Value {
-                path: value_path,
-                value,
-            } if accounts => {
-                if failure.is_some() {
-                    return;
-                }
-                if value_path.len() != ACCOUNT_PATH_LEN {
+        let shape = visit_encoded(data, path, accounts, &mut |child| match child {
+            ChildAt::Hash { path, hash } => {
+                children.push((StoreKey::node(hash), PackedPath::pack(path)));
+            }
+            ChildAt::Value { path, value } if accounts && failure.is_none() => {
+                if path.len() != ACCOUNT_PATH_LEN {
                     failure = Some(ProcessError::ValueOffAccountPath {
                         hash,
-                        path: value_path,
+                        path: path.clone(),
                     });
                     return;
                 }
@@ -976,58 +1081,86 @@ impl Scheduler {
                     Ok(account) => {
                         if account.storage_root != EMPTY_ROOT_HASH {
                             let key = StoreKey::node(account.storage_root);
-                            expanded.children.push((key, value_path.clone()));
+                            children.push((key, PackedPath::pack(path)));
                         }
                         if account.code_hash != KECCAK_EMPTY {
-                            expanded
-                                .children
-                                .push((StoreKey::code(account.code_hash), value_path));
+                            let key = StoreKey::code(account.code_hash);
+                            children.push((key, PackedPath::pack(path)));
                         }
                     }
                     Err(source) => {
                         failure = Some(ProcessError::InvalidAccount {
                             hash,
-                            path: value_path,
+                            path: path.clone(),
                             source,
                         })
                     }
                 }
             }
-            NodeChild::Value { .. } => {}
+            ChildAt::Value { .. } => {}
         });
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(expanded),
+        let shape = shape.map_err(|source| ProcessError::InvalidNode {
+            hash,
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
         }
+        let mut credit = Credit {
+            now: 0,
+            leaf: false,
+        };
+        if self.is_keyspace_path(depth) {
+            match shape {
+                NodeShape::Branch { hashed } => {
+                    let unhashed = 16 - hashed.count_ones();
+                    credit.now = u128::from(unhashed) * keyspace_share(depth + 1);
+                }
+                NodeShape::Extension { len, hashed } => {
+                    let below = keyspace_share(depth + len);
+                    credit.now = keyspace_share(depth) - below;
+                    if !hashed {
+                        credit.now += below;
+                    }
+                }
+                NodeShape::Leaf => credit.leaf = true,
+            }
+        }
+        Ok(credit)
     }
 
-    fn attach_children(&mut self, hash: H256, data: Vec<u8>, expanded: Expanded, staged: bool) {
+    /// Registers the children `expand` gathered under node `hash`, gives it its data, and
+    /// completes it if nothing is left to wait for.
+    fn attach_children(&mut self, hash: H256, data: Box<[u8]>, credit: Credit, staged: bool) {
         let mut deps = 0;
-        let mut credit = expanded.credit_now;
-        for (key, path) in expanded.children {
-            let share = if key.kind == ItemKind::Node && self.is_keyspace_path(&path) {
+        let mut completed = credit.now;
+        let mut children = std::mem::take(&mut self.scratch.children);
+        for (key, path) in children.drain(..) {
+            let share = if key.kind == ItemKind::Node && self.is_keyspace_path(path.len()) {
                 keyspace_share(path.len())
             } else {
                 0
             };
             match self.add_child(key, path, Some(hash)) {
-                Child::Complete => credit += share,
+                Child::Complete => completed += share,
                 Child::Pending => deps += 1,
             }
         }
-        self.completed += credit;
-        let Some(req) = self.node_reqs.get_mut(&hash) else {
+        self.scratch.children = children;
+        self.completed += completed;
+        let Some(req) = self.table.get_mut(&StoreKey::node(hash)) else {
             return;
         };
         req.data = Some(data);
         req.staged = staged;
         req.deps += deps;
-        req.credit_on_commit = expanded.credit_on_commit;
+        req.leaf = credit.leaf;
         if req.deps == 0 {
             self.complete(StoreKey::node(hash));
         } else {
-            let answered = matches!(req.state, RequestState::Checking | RequestState::Fetching);
-            req.state = RequestState::Waiting;
+            let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
+            req.phase = Phase::Waiting;
             if !staged {
                 self.to_stage.push(hash);
             }
@@ -1037,30 +1170,31 @@ impl Scheduler {
         }
     }
 
-    /// Completes `key`: its data (if fetched) goes to the memory batch, the request is
-    /// dropped, and parents left with no pending children complete in turn.
+    /// Completes `key`: its data (if fetched) goes to the memory batch, a request without
+    /// data (found in the store) is dropped, and parents left with no pending children
+    /// complete in turn.
     fn complete(&mut self, key: StoreKey) {
-        let mut stack = vec![key];
+        let mut stack = std::mem::take(&mut self.scratch.completing);
+        stack.push(key);
         while let Some(key) = stack.pop() {
-            let Some(req) = self.requests_mut(key.kind).remove(&key.hash) else {
+            let Some(req) = self.table.remove(&key) else {
                 continue;
             };
-            if matches!(req.state, RequestState::Checking | RequestState::Fetching) {
+            if matches!(req.phase, Phase::Checking | Phase::Fetching) {
                 self.host_answered();
             }
             if let Some(depth) = req.fetch_depth {
-                if let Some(count) = self.fetches.get_mut(depth) {
+                if let Some(count) = self.fetches.get_mut(usize::from(depth)) {
                     *count = count.saturating_sub(1);
                 }
             }
-            self.completed += req.credit_on_commit;
+            if req.leaf {
+                self.completed += keyspace_share(req.path.len());
+            }
             if let Some(data) = req.data {
                 self.stats.committed += 1;
                 self.batch_bytes += data.len();
-                match key.kind {
-                    ItemKind::Node => self.complete_nodes.insert(key.hash),
-                    ItemKind::Code => self.complete_codes.insert(key.hash),
-                };
+                self.in_batch.insert(key);
                 let from_account = key.kind == ItemKind::Code
                     || (self.config.mode == SyncMode::State && req.path.len() == ACCOUNT_PATH_LEN);
                 self.batch.push_back(Completed {
@@ -1081,84 +1215,17 @@ impl Scheduler {
                     }
                 }
             }
-            for parent in req.parents {
-                if let Some(p) = self.node_reqs.get_mut(&parent) {
+            req.parents.for_each(|parent| {
+                if let Some(p) = self.table.get_mut(&StoreKey::node(parent)) {
                     p.deps = p.deps.saturating_sub(1);
-                    if p.deps == 0 && p.state == RequestState::Waiting {
+                    if p.deps == 0 && p.phase == Phase::Waiting {
                         stack.push(StoreKey::node(parent));
                     }
                 }
-            }
+            });
         }
+        self.scratch.completing = stack;
     }
-}
-
-/// Keys cut recently, bounded: two generations of at most half the cap each. A key found in
-/// the older generation moves to the newer one, so keys referenced again and again (shared
-/// code, a shared storage trie) stay while the rest ages out: an LRU at the cost of two sets.
-#[derive(Debug)]
-struct RecentKeys {
-    half: usize,
-    current: KeySets,
-    old: KeySets,
-}
-
-#[derive(Debug, Default)]
-struct KeySets {
-    nodes: DigestSet,
-    codes: DigestSet,
-}
-
-impl KeySets {
-    fn set(&mut self, kind: ItemKind) -> &mut DigestSet {
-        match kind {
-            ItemKind::Node => &mut self.nodes,
-            ItemKind::Code => &mut self.codes,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.nodes.len() + self.codes.len()
-    }
-}
-
-impl RecentKeys {
-    fn new(cap: usize) -> RecentKeys {
-        RecentKeys {
-            half: cap / 2,
-            current: KeySets::default(),
-            old: KeySets::default(),
-        }
-    }
-
-    fn insert(&mut self, key: StoreKey) {
-        if self.half == 0 {
-            return;
-        }
-        self.current.set(key.kind).insert(key.hash);
-        if self.current.len() >= self.half {
-            self.old = std::mem::take(&mut self.current);
-        }
-    }
-
-    fn contains(&mut self, key: StoreKey) -> bool {
-        if self.current.set(key.kind).contains(&key.hash) {
-            return true;
-        }
-        if self.old.set(key.kind).remove(&key.hash) {
-            self.insert(key);
-            return true;
-        }
-        false
-    }
-}
-
-/// What a node references, found before anything is changed.
-#[derive(Default)]
-struct Expanded {
-    children: Vec<(StoreKey, Nibbles)>,
-    credit_now: u128,
-    credit_on_commit: u128,
 }
 
 #[cfg(test)]
