@@ -50,6 +50,7 @@ mod tests;
 mod timer;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::filter::KeyFilter;
 use crate::hash::H256;
@@ -267,6 +268,10 @@ impl Engine {
             }
             Outcome::Committed(commit) => {
                 self.committed = commit.record;
+                // Written, and the host let go of it: its buffers serve the next blobs.
+                if let Ok(batch) = Arc::try_unwrap(commit.batch) {
+                    self.scheduler.recycle(batch, self.config.batch_bytes);
+                }
                 self.reporting.meter.sample(now, self.counters.processed);
                 let record = commit.record;
                 if record.complete && record.root == self.root() && self.state == State::Syncing {

@@ -194,9 +194,11 @@ impl<'s> TestNet<'s> {
         self.server = Some(server);
     }
 
-    /// Runs store op `op` against the store and hands the result back.
+    /// Runs store op `op` against the store and hands the result back, having let go of
+    /// the op as a host does once it is done with it.
     pub fn run_op(&mut self, op: StoreOp) {
-        let result = match (&op.action, &mut self.store) {
+        let StoreOp { id, action } = op;
+        let result = match (&action, &mut self.store) {
             (StoreAction::Lookup(keys), store) => {
                 self.looked_up += keys.len();
                 StoreResult::Lookup(match store {
@@ -215,7 +217,8 @@ impl<'s> TestNet<'s> {
             }
             (StoreAction::LoadStaged, TestStore::Discard) => StoreResult::Staged(Vec::new()),
         };
-        self.engine.handle_store_result(op.id, result, self.now);
+        drop(action);
+        self.engine.handle_store_result(id, result, self.now);
     }
 
     /// Runs every store operation the engine hands out, unless `hold` keeps one back.

@@ -37,11 +37,12 @@
 //! bound once a sync is large enough to need it, so that how far a large state's frontier
 //! happens to grow does not decide how much memory the sync takes.
 
+mod buffers;
 mod recent;
 mod request;
+mod table;
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 
 use thiserror::Error;
@@ -51,10 +52,12 @@ use crate::filter::KeyFilter;
 use crate::hash::{keccak256, DigestMap, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
 use crate::nibbles::Nibbles;
 use crate::node::{visit_encoded, ChildAt, NodeError, NodeShape};
-use crate::store::{CommitBatch, ItemKind, KeyMap, KeySet, StoreKey};
+use crate::store::{CommitBatch, ItemKind, KeySet, StoreKey};
 
+use buffers::Buffers;
 use recent::RecentKeys;
 use request::{PackedPath, Parents, Phase, QueueEntry, Request};
+use table::{Lookup, Slot, Table};
 
 /// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
 /// their children at once. It bounds the memory of a sync by depth rather than by state size.
@@ -172,10 +175,11 @@ impl Bytes<'_> {
         }
     }
 
-    fn into_boxed(self) -> Box<[u8]> {
+    /// The bytes as an owned buffer: the given one, or a (pooled) copy.
+    fn into_vec(self, buffers: &mut Buffers) -> Vec<u8> {
         match self {
-            Bytes::Owned(data) => data.into_boxed_slice(),
-            Bytes::Borrowed(data) => data.into(),
+            Bytes::Owned(data) => data,
+            Bytes::Borrowed(data) => buffers.copy_of(data),
         }
     }
 }
@@ -267,7 +271,7 @@ struct Completed {
     /// Referenced from an account (code, a storage root): the items that accounts share, so
     /// worth remembering once written.
     from_account: bool,
-    data: Box<[u8]>,
+    data: Vec<u8>,
     /// It is in the staging area, so the batch that stores it removes it from there.
     staged: bool,
 }
@@ -324,7 +328,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     root: H256,
     /// Every item known and not complete yet, nodes and code alike.
-    table: KeyMap<Request>,
+    table: Table,
     /// Keys of the memory batch: complete without asking the store. Small (a batch's worth)
     /// and so cheap to ask, where the table is large.
     in_batch: KeySet,
@@ -346,8 +350,9 @@ pub struct Scheduler {
     /// instead of costing a store lookup.
     recent: RecentKeys,
     batch_bytes: usize,
-    /// Nodes that went waiting for children since the last cut, to be staged by the next one.
-    to_stage: Vec<H256>,
+    /// Nodes that went waiting for children since the last cut, to be staged by the next one
+    /// (a slot whose entry has another key by then completed meanwhile).
+    to_stage: Vec<(Slot, H256)>,
     /// Verified blobs not claimed by a request yet (see the module documentation).
     loose: DigestMap<Loose>,
     /// Loose blobs not in the staging area yet.
@@ -361,6 +366,8 @@ pub struct Scheduler {
     /// Completed share of the account keyspace, in `KEYSPACE_ONE` units.
     completed: u128,
     stats: SchedulerStats,
+    /// Buffers of written batches, for the next copies.
+    buffers: Buffers,
     /// Keys written this session, when the store started empty: a key it rules out is
     /// certainly absent, so it is queued at once instead of looked up (see `filter.rs`).
     filter: Option<KeyFilter>,
@@ -379,7 +386,7 @@ struct Scratch {
     /// The path of the node being processed, extended in place for its children.
     path: Nibbles,
     /// Requests completing in turn.
-    completing: Vec<StoreKey>,
+    completing: Vec<Slot>,
 }
 
 impl std::fmt::Debug for Scratch {
@@ -423,7 +430,7 @@ impl Scheduler {
         let mut scheduler = Scheduler {
             config,
             root,
-            table: KeyMap::default(),
+            table: Table::default(),
             in_batch: KeySet::default(),
             sized: false,
             queue: BinaryHeap::new(),
@@ -442,6 +449,7 @@ impl Scheduler {
             unwritten_bytes: 0,
             completed: 0,
             stats: SchedulerStats::default(),
+            buffers: Buffers::default(),
             filter,
             absent: Vec::new(),
             scratch: Scratch::default(),
@@ -522,19 +530,19 @@ impl Scheduler {
     /// complete with its whole subtrie (I2), so it is skipped; an absent one is queued for
     /// fetching. Answers for keys no longer being checked are ignored.
     pub fn handle_lookup(&mut self, key: StoreKey, present: bool) {
-        let Some(req) = self.table.get_mut(&key) else {
+        let Some(slot) = self.table.slot(&key) else {
             return;
         };
-        if req.phase != Phase::Checking {
+        let Some(req) = self.table.at(slot).filter(|r| r.phase == Phase::Checking) else {
             return;
-        }
+        };
         let path_len = req.path.len();
         if present {
             self.stats.found_in_store += 1;
             if key.kind == ItemKind::Node && self.is_keyspace_path(path_len) {
                 self.completed += keyspace_share(path_len);
             }
-            self.complete(key);
+            self.complete(slot);
             return;
         }
         let priority = req.path.priority();
@@ -549,20 +557,21 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(req) = self.table.get_mut(&key) {
-            req.phase = Phase::Queued;
-        }
         self.host_answered();
-        self.enqueue(key, priority);
+        self.enqueue(slot, priority);
     }
 
-    /// Puts `key` in the fetch queue.
-    fn enqueue(&mut self, key: StoreKey, priority: u64) {
+    /// Puts the request in `slot` in the fetch queue.
+    fn enqueue(&mut self, slot: Slot, priority: u64) {
         self.seq += 1;
+        if let Some(req) = self.table.at_mut(slot) {
+            req.phase = Phase::Queued;
+            req.queued = self.seq;
+        }
         self.queue.push(QueueEntry {
             priority,
             seq: Reverse(self.seq),
-            key,
+            slot,
         });
     }
 
@@ -599,12 +608,12 @@ impl Scheduler {
             if max != 0 && count >= max {
                 break;
             }
-            let key = top.key;
+            let (slot, seq) = (top.slot, top.seq.0);
             let depth = (top.priority >> 56) as usize;
             let Some(req) = self
                 .table
-                .get_mut(&key)
-                .filter(|r| r.phase == Phase::Queued)
+                .at_mut(slot)
+                .filter(|r| r.phase == Phase::Queued && r.queued == seq)
             else {
                 // Delivered before it was fetched; drop the stale queue slot.
                 self.queue.pop();
@@ -628,7 +637,7 @@ impl Scheduler {
             self.awaiting_host += 1;
             req.phase = Phase::Fetching;
             req.fetch_depth = Some(depth as u8);
-            emit(key, &req.path);
+            emit(req.key, &req.path);
             count += 1;
         }
     }
@@ -654,21 +663,26 @@ impl Scheduler {
         data: Bytes<'_>,
         staged: bool,
     ) -> Result<(), ProcessError> {
-        let wants = |req: Option<&Request>| req.map(|r| r.data.is_none());
-        let as_code = wants(self.table.get(&StoreKey::code(hash)));
-        let as_node = wants(self.table.get(&StoreKey::node(hash)));
+        let code_slot = self.table.slot(&StoreKey::code(hash));
+        let node_slot = self.table.slot(&StoreKey::node(hash));
+        let wants = |slot: Option<Slot>| {
+            slot.and_then(|slot| self.table.at(slot))
+                .map(|r| r.data.is_none())
+        };
+        let (as_code, as_node) = (wants(code_slot), wants(node_slot));
         if as_code.is_none() && as_node.is_none() {
             return Err(ProcessError::NotRequested);
         }
-        let (as_code, as_node) = (as_code == Some(true), as_node == Some(true));
+        let node_slot = node_slot.filter(|_| as_node == Some(true));
+        let code_slot = code_slot.filter(|_| as_code == Some(true));
+        let (as_code, as_node) = (code_slot.is_some(), node_slot.is_some());
         if !as_code && !as_node {
             return Err(ProcessError::AlreadyProcessed);
         }
         // Read the node first: one that does not decode must change nothing.
-        let credit = if as_node {
-            Some(self.expand(hash, data.as_slice())?)
-        } else {
-            None
+        let credit = match node_slot {
+            Some(slot) => Some(self.expand(slot, hash, data.as_slice())?),
+            None => None,
         };
         let len = data.as_slice().len() as u64;
         let copies = u64::from(as_code) + u64::from(as_node);
@@ -681,17 +695,17 @@ impl Scheduler {
             self.unwritten_items += copies;
             self.unwritten_bytes += len * copies;
         }
-        let mut data = Some(data.into_boxed());
-        if as_code {
+        let mut data = Some(data.into_vec(&mut self.buffers));
+        if let Some(slot) = code_slot {
             // Only a hash pending as both code and node needs a second copy.
             let code_data = if as_node { data.clone() } else { data.take() };
-            if let Some(req) = self.table.get_mut(&StoreKey::code(hash)) {
+            if let Some(req) = self.table.at_mut(slot) {
                 req.data = code_data;
             }
-            self.complete(StoreKey::code(hash));
+            self.complete(slot);
         }
-        if let (Some(credit), Some(data)) = (credit, data) {
-            self.attach_children(hash, data, credit, staged);
+        if let (Some(slot), Some(credit), Some(data)) = (node_slot, credit, data) {
+            self.attach_children(slot, data, credit, staged);
         }
         Ok(())
     }
@@ -800,7 +814,7 @@ impl Scheduler {
                 if let Some(req) = self.table.get(&key) {
                     digest = digest.wrapping_add(u64::from(req.deps));
                     if let Parents::One(parent) = req.parents {
-                        if let Some(parent) = self.table.get(&StoreKey::node(parent)) {
+                        if let Some(parent) = self.table.at(parent) {
                             digest = digest.wrapping_add(u64::from(parent.deps));
                         }
                     }
@@ -825,6 +839,12 @@ impl Scheduler {
     #[must_use]
     pub fn commit(&mut self, limit: BatchLimit) -> Cut {
         let mut cut = Cut::default();
+        // Sized once: these grow to thousands of entries per cut.
+        let items = self.batch.len().min(limit.items);
+        cut.batch.nodes.reserve(items);
+        cut.batch
+            .staged
+            .reserve(self.to_stage.len().min(limit.items));
         let (mut ops, mut bytes) = (0usize, 0usize);
         // An entry fits if it stays within both caps; the first always does, so that an item
         // larger than a batch still moves.
@@ -849,7 +869,7 @@ impl Scheduler {
                 cut.new_bytes += item.data.len() as u64;
             }
             self.in_batch.remove(&item.key);
-            let entry = (item.key.hash, item.data.into_vec());
+            let entry = (item.key.hash, item.data);
             match item.key.kind {
                 ItemKind::Node => cut.batch.nodes.push(entry),
                 ItemKind::Code => cut.batch.codes.push(entry),
@@ -869,8 +889,12 @@ impl Scheduler {
         }
         // Waiting nodes, oldest first; what does not fit stays for the next cut.
         let mut staged_upto = 0;
-        for hash in &self.to_stage {
-            let Some(req) = self.table.get_mut(&StoreKey::node(*hash)) else {
+        for (slot, hash) in &self.to_stage {
+            let Some(req) = self
+                .table
+                .at_mut(*slot)
+                .filter(|r| r.key == StoreKey::node(*hash))
+            else {
                 staged_upto += 1;
                 continue;
             };
@@ -886,7 +910,7 @@ impl Scheduler {
             req.staged = true;
             cut.new_items += 1;
             cut.new_bytes += data.len() as u64;
-            cut.batch.staged.push((*hash, data.to_vec()));
+            cut.batch.staged.push((*hash, self.buffers.copy_of(data)));
             staged_upto += 1;
         }
         self.to_stage.drain(..staged_upto);
@@ -916,12 +940,28 @@ impl Scheduler {
                 self.loose_unstaged -= 1;
                 cut.new_items += 1;
                 cut.new_bytes += loose.data.len() as u64;
-                cut.batch.staged.push((*hash, loose.data.clone()));
+                cut.batch
+                    .staged
+                    .push((*hash, self.buffers.copy_of(&loose.data)));
             }
         }
         self.unwritten_items -= cut.new_items;
         self.unwritten_bytes -= cut.new_bytes;
         cut
+    }
+
+    /// Takes back the buffers of a batch the store has written, to copy later blobs into
+    /// instead of allocating, while under `budget` bytes are held.
+    pub fn recycle(&mut self, batch: CommitBatch, budget: usize) {
+        let CommitBatch {
+            nodes,
+            codes,
+            staged,
+            ..
+        } = batch;
+        for (_, buffer) in nodes.into_iter().chain(codes).chain(staged) {
+            self.buffers.give_back(buffer, budget);
+        }
     }
 
     /// Whether a cut would write anything.
@@ -970,9 +1010,9 @@ impl Scheduler {
             next.batch.push_back(item);
         }
         next.discard.append(&mut self.discard);
-        for (key, req) in self.table.drain() {
-            if let (ItemKind::Node, Some(data)) = (key.kind, req.data) {
-                next.add_loose(key.hash, data.into_vec(), req.staged);
+        for req in self.table.drain() {
+            if let (ItemKind::Node, Some(data)) = (req.key.kind, req.data) {
+                next.add_loose(req.key.hash, data, req.staged);
             }
         }
         for (hash, loose) in self.loose.drain() {
@@ -990,46 +1030,43 @@ impl Scheduler {
     }
 
     /// Registers a reference to `key` from `parent`. Complete items are skipped; an item
-    /// already pending gains a parent; anything else is parked for a store lookup.
-    fn add_child(&mut self, key: StoreKey, path: PackedPath, parent: Option<H256>) -> Child {
+    /// already pending gains a parent; anything else is parked for a store lookup, or queued
+    /// at once when the filter knows the store lacks it.
+    fn add_child(&mut self, key: StoreKey, path: PackedPath, parent: Option<Slot>) -> Child {
         if self.in_batch.contains(&key) {
             self.stats.found_in_batch += 1;
             return Child::Complete;
         }
-        match self.table.entry(key) {
-            Entry::Occupied(held) => {
-                if let Some(parent) = parent {
-                    held.into_mut().parents.push(parent);
+        let vacant = match self.table.lookup(key) {
+            Lookup::Found(slot) => {
+                if let (Some(parent), Some(req)) = (parent, self.table.at_mut(slot)) {
+                    req.parents.push(parent);
                 }
-                Child::Pending
+                return Child::Pending;
             }
-            Entry::Vacant(slot) => {
-                if self.recent.contains(key) {
-                    self.stats.found_in_batch += 1;
-                    return Child::Complete;
-                }
-                let absent = self.filter.as_ref().is_some_and(|f| !f.may_contain(&key));
-                let loose = key.kind == ItemKind::Node && self.loose.contains_key(&key.hash);
-                if absent && !loose {
-                    // Certainly not stored, and nothing here can answer it: queue it now.
-                    let priority = path.priority();
-                    let mut req = Request::checking(path, parent);
-                    req.phase = Phase::Queued;
-                    slot.insert(req);
-                    self.enqueue(key, priority);
-                } else {
-                    slot.insert(Request::checking(path, parent));
-                    if absent {
-                        self.absent.push(key);
-                    } else {
-                        self.lookups.push(key);
-                    }
-                    self.awaiting_host += 1;
-                }
-                self.size_for_bound();
-                Child::Pending
-            }
+            Lookup::Absent(vacant) => vacant,
+        };
+        if self.recent.contains(key) {
+            self.stats.found_in_batch += 1;
+            return Child::Complete;
         }
+        let absent = self.filter.as_ref().is_some_and(|f| !f.may_contain(&key));
+        let loose = key.kind == ItemKind::Node && self.loose.contains_key(&key.hash);
+        let priority = path.priority();
+        let slot = vacant.insert(Request::checking(key, path, parent));
+        if absent && !loose {
+            // Certainly not stored, and nothing here can answer it: queue it now.
+            self.enqueue(slot, priority);
+        } else {
+            if absent {
+                self.absent.push(key);
+            } else {
+                self.lookups.push(key);
+            }
+            self.awaiting_host += 1;
+        }
+        self.size_for_bound();
+        Child::Pending
     }
 
     /// Sizes the table and the queue for `max_pending` at once when a sync first holds an
@@ -1053,10 +1090,10 @@ impl Scheduler {
         self.awaiting_host = self.awaiting_host.saturating_sub(1);
     }
 
-    /// Reads node `hash` in place and gathers what it references into `self.children`,
+    /// Reads node `hash` (its request in `slot`) in place and gathers what it references into `self.children`,
     /// without changing anything else; says what it does to the keyspace share.
-    fn expand(&mut self, hash: H256, data: &[u8]) -> Result<Credit, ProcessError> {
-        let Some(req) = self.table.get(&StoreKey::node(hash)) else {
+    fn expand(&mut self, slot: Slot, hash: H256, data: &[u8]) -> Result<Credit, ProcessError> {
+        let Some(req) = self.table.at(slot) else {
             return Err(ProcessError::NotRequested);
         };
         let Scratch { children, path, .. } = &mut self.scratch;
@@ -1130,9 +1167,9 @@ impl Scheduler {
         Ok(credit)
     }
 
-    /// Registers the children `expand` gathered under node `hash`, gives it its data, and
-    /// completes it if nothing is left to wait for.
-    fn attach_children(&mut self, hash: H256, data: Box<[u8]>, credit: Credit, staged: bool) {
+    /// Registers the children `expand` gathered under the node in `slot`, gives it its data,
+    /// and completes it if nothing is left to wait for.
+    fn attach_children(&mut self, slot: Slot, data: Vec<u8>, credit: Credit, staged: bool) {
         let mut deps = 0;
         let mut completed = credit.now;
         let mut children = std::mem::take(&mut self.scratch.children);
@@ -1142,14 +1179,14 @@ impl Scheduler {
             } else {
                 0
             };
-            match self.add_child(key, path, Some(hash)) {
+            match self.add_child(key, path, Some(slot)) {
                 Child::Complete => completed += share,
                 Child::Pending => deps += 1,
             }
         }
         self.scratch.children = children;
         self.completed += completed;
-        let Some(req) = self.table.get_mut(&StoreKey::node(hash)) else {
+        let Some(req) = self.table.at_mut(slot) else {
             return;
         };
         req.data = Some(data);
@@ -1157,12 +1194,12 @@ impl Scheduler {
         req.deps += deps;
         req.leaf = credit.leaf;
         if req.deps == 0 {
-            self.complete(StoreKey::node(hash));
+            self.complete(slot);
         } else {
             let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
             req.phase = Phase::Waiting;
             if !staged {
-                self.to_stage.push(hash);
+                self.to_stage.push((slot, req.key.hash));
             }
             if answered {
                 self.host_answered();
@@ -1170,38 +1207,45 @@ impl Scheduler {
         }
     }
 
-    /// Completes `key`: its data (if fetched) goes to the memory batch, a request without
-    /// data (found in the store) is dropped, and parents left with no pending children
-    /// complete in turn.
-    fn complete(&mut self, key: StoreKey) {
+    /// Completes the request in `slot`: its data (if fetched) goes to the memory batch, a
+    /// request without data (found in the store) is dropped, and parents left with no
+    /// pending children complete in turn.
+    fn complete(&mut self, slot: Slot) {
         let mut stack = std::mem::take(&mut self.scratch.completing);
-        stack.push(key);
-        while let Some(key) = stack.pop() {
-            let Some(req) = self.table.remove(&key) else {
+        stack.push(slot);
+        while let Some(slot) = stack.pop() {
+            // What completing needs is taken out; the rest is dropped where it lies.
+            let Some(req) = self.table.at_mut(slot) else {
                 continue;
             };
-            if matches!(req.phase, Phase::Checking | Phase::Fetching) {
+            let (key, staged, path_len) = (req.key, req.staged, req.path.len());
+            let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
+            let (fetch_depth, leaf) = (req.fetch_depth, req.leaf);
+            let data = req.data.take();
+            let parents = std::mem::take(&mut req.parents);
+            self.table.free(slot);
+            if answered {
                 self.host_answered();
             }
-            if let Some(depth) = req.fetch_depth {
+            if let Some(depth) = fetch_depth {
                 if let Some(count) = self.fetches.get_mut(usize::from(depth)) {
                     *count = count.saturating_sub(1);
                 }
             }
-            if req.leaf {
-                self.completed += keyspace_share(req.path.len());
+            if leaf {
+                self.completed += keyspace_share(path_len);
             }
-            if let Some(data) = req.data {
+            if let Some(data) = data {
                 self.stats.committed += 1;
                 self.batch_bytes += data.len();
                 self.in_batch.insert(key);
                 let from_account = key.kind == ItemKind::Code
-                    || (self.config.mode == SyncMode::State && req.path.len() == ACCOUNT_PATH_LEN);
+                    || (self.config.mode == SyncMode::State && path_len == ACCOUNT_PATH_LEN);
                 self.batch.push_back(Completed {
                     key,
                     from_account,
                     data,
-                    staged: req.staged,
+                    staged,
                 });
             } else if key.kind == ItemKind::Node {
                 if let Some(loose) = self.loose.remove(&key.hash) {
@@ -1215,11 +1259,11 @@ impl Scheduler {
                     }
                 }
             }
-            req.parents.for_each(|parent| {
-                if let Some(p) = self.table.get_mut(&StoreKey::node(parent)) {
+            parents.for_each(|parent| {
+                if let Some(p) = self.table.at_mut(parent) {
                     p.deps = p.deps.saturating_sub(1);
                     if p.deps == 0 && p.phase == Phase::Waiting {
-                        stack.push(StoreKey::node(parent));
+                        stack.push(parent);
                     }
                 }
             });

@@ -3,9 +3,10 @@
 
 use std::cmp::{Ordering, Reverse};
 
-use crate::hash::H256;
 use crate::nibbles::Nibbles;
 use crate::store::StoreKey;
+
+use super::table::Slot;
 
 /// Where a request is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -23,6 +24,7 @@ pub(super) enum Phase {
 /// A known item not complete yet.
 #[derive(Debug)]
 pub(super) struct Request {
+    pub key: StoreKey,
     /// Where the item sits (the first reference's path), packed once.
     pub path: PackedPath,
     pub phase: Phase,
@@ -35,15 +37,19 @@ pub(super) struct Request {
     /// Children not yet complete.
     pub deps: u32,
     /// Held from `process` until it completes (then it moves to the memory batch).
-    pub data: Option<Box<[u8]>>,
+    pub data: Option<Vec<u8>>,
     /// Nodes waiting on this one; a parent appears once per reference to this item.
     pub parents: Parents,
+    /// The sequence number of its fetch queue slot, while `Queued`: a queue slot naming
+    /// another number is stale.
+    pub queued: u64,
 }
 
 impl Request {
     /// A new reference to look up.
-    pub fn checking(path: PackedPath, parent: Option<H256>) -> Request {
+    pub fn checking(key: StoreKey, path: PackedPath, parent: Option<Slot>) -> Request {
         Request {
+            key,
             path,
             phase: Phase::Checking,
             staged: false,
@@ -52,25 +58,26 @@ impl Request {
             deps: 0,
             data: None,
             parents: parent.map_or(Parents::None, Parents::One),
+            queued: 0,
         }
     }
 }
 
-/// The nodes waiting on an item: almost always one, inline; shared code and storage tries
-/// have many.
+/// The nodes waiting on an item, by slot: almost always one, inline; shared code and
+/// storage tries have many.
 #[derive(Debug, Default)]
 pub(super) enum Parents {
     #[default]
     None,
-    One(H256),
-    Many(Vec<H256>),
+    One(Slot),
+    Many(Box<Vec<Slot>>),
 }
 
 impl Parents {
-    pub fn push(&mut self, parent: H256) {
+    pub fn push(&mut self, parent: Slot) {
         *self = match std::mem::take(self) {
             Parents::None => Parents::One(parent),
-            Parents::One(first) => Parents::Many(vec![first, parent]),
+            Parents::One(first) => Parents::Many(Box::new(vec![first, parent])),
             Parents::Many(mut all) => {
                 all.push(parent);
                 Parents::Many(all)
@@ -79,7 +86,7 @@ impl Parents {
     }
 
     /// Calls `f` for every parent, in the order they were added.
-    pub fn for_each(&self, mut f: impl FnMut(H256)) {
+    pub fn for_each(&self, mut f: impl FnMut(Slot)) {
         match self {
             Parents::None => {}
             Parents::One(parent) => f(*parent),
@@ -171,7 +178,7 @@ impl PackedPath {
 pub(super) struct QueueEntry {
     pub priority: u64,
     pub seq: Reverse<u64>,
-    pub key: StoreKey,
+    pub slot: Slot,
 }
 
 impl Ord for QueueEntry {
@@ -216,7 +223,7 @@ mod tests {
 
     #[test]
     fn parents_stay_inline_until_a_second_one() {
-        let (a, b) = (H256([1; 32]), H256([2; 32]));
+        let (a, b) = (7, 9);
         let mut parents = Parents::None;
         parents.push(a);
         assert!(matches!(parents, Parents::One(_)));

@@ -2,12 +2,13 @@
 //! peak engine memory as the state grows. Prints one line of JSON per measurement.
 //!
 //! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3] [--max-fetches N]
-//!        [--max-pending N] [--engine-only]
+//!        [--max-pending N] [--engine-only | --limit-only]
 //!
 //! `--engine-only` runs one engine pass per state and nothing else, for a profiler:
 //! `valgrind --tool=callgrind --toggle-collect='*engine_pass*' target/release/bench-native
 //! --sizes 100000 --engine-only` counts the engine's instructions (serving included; it is
-//! `statesync_core::serve::answer`'s inclusive count).
+//! `statesync_core::serve::answer`'s inclusive count). `--limit-only` runs one limit pass
+//! per state (`--toggle-collect='*limit_pass*'`).
 //!
 //! Sizes are target hashed-node counts; the synthetic generator is sized to reach them.
 //! Memory is the heap (a counting allocator) above the source state's own footprint, with a
@@ -67,6 +68,7 @@ fn main() {
         peers: arg("--peers").and_then(|s| s.parse().ok()).unwrap_or(4),
         repeat: arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(3),
         engine_only: args.iter().any(|a| a == "--engine-only"),
+        limit_only: args.iter().any(|a| a == "--limit-only"),
         config: EngineConfig {
             // No progress events: their reports are the host's cost.
             progress_interval_ms: u64::MAX / 4,
@@ -106,6 +108,7 @@ struct Bench {
     peers: u64,
     repeat: usize,
     engine_only: bool,
+    limit_only: bool,
     config: EngineConfig,
 }
 
@@ -120,6 +123,11 @@ struct Pass {
 
 impl Bench {
     fn measure(&self, name: &str, state: &BuiltState) {
+        if self.limit_only {
+            let secs = limit_pass(&state.store);
+            println!("{{\"state\":\"{name}\",\"limit_seconds\":{secs:.3}}}");
+            return;
+        }
         if self.engine_only {
             let pass = self.engine_pass(state);
             println!(
