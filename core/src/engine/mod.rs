@@ -630,10 +630,7 @@ impl Engine {
             return;
         };
         self.timers.stop(Timer::Request(id));
-        // The entries this answer updates are read ahead, their cache misses overlapping
-        // (see `Scheduler::warm`); every blob is hashed where it lies in the frame, and only
-        // wanted ones are copied.
-        std::hint::black_box(self.scheduler.warm(request.tasks.iter().map(|t| t.key)));
+        // Every blob is hashed where it lies in the frame; only wanted ones are copied.
         let asked: Vec<H256> = request.tasks.iter().map(Retry::hash).collect();
         let hashed: Vec<HashedSlice<'_>> = blobs.iter().map(|b| HashedSlice::new(b)).collect();
         let answered: Vec<H256> = hashed.iter().map(HashedSlice::hash).collect();

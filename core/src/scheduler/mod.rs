@@ -56,7 +56,7 @@ use crate::store::{CommitBatch, ItemKind, KeySet, StoreKey};
 
 use buffers::Buffers;
 use recent::RecentKeys;
-use request::{PackedPath, Parents, Phase, QueueEntry, Request};
+use request::{PackedPath, Phase, QueueEntry, Request};
 use table::{Lookup, Slot, Table};
 
 /// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
@@ -88,7 +88,7 @@ pub struct SchedulerConfig {
     /// more is handed out while anything else can move: the bound on the scheduler's memory,
     /// whatever the state's size (I5). The request table is sized for it, with room for what
     /// is complete in the memory batch and for the children of what is in flight when the
-    /// bound is reached, once a sync holds an eighth of it.
+    /// bound is reached, once a sync holds a quarter of it.
     pub max_pending: usize,
 }
 
@@ -802,28 +802,6 @@ impl Scheduler {
         }
     }
 
-    /// Reads the entries of `keys` and of their first parents, and nothing else: the host
-    /// calls it with the keys an answer is about to deliver. Those entries are scattered over
-    /// a large table; read one by one as each blob is processed, every read stalls on a cache
-    /// miss, where read together here the misses overlap. Returns a digest of what it read
-    /// only so that the reads are not optimised away.
-    pub fn warm(&self, keys: impl Iterator<Item = StoreKey>) -> u64 {
-        let mut digest = 0u64;
-        for key in keys {
-            for key in [key, StoreKey::code(key.hash)] {
-                if let Some(req) = self.table.get(&key) {
-                    digest = digest.wrapping_add(u64::from(req.deps));
-                    if let Parents::One(parent) = req.parents {
-                        if let Some(parent) = self.table.at(parent) {
-                            digest = digest.wrapping_add(u64::from(parent.deps));
-                        }
-                    }
-                }
-            }
-        }
-        digest
-    }
-
     /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is
     /// worth sending.
     pub fn is_wanted(&self, key: StoreKey) -> bool {
@@ -1069,12 +1047,12 @@ impl Scheduler {
         Child::Pending
     }
 
-    /// Sizes the table and the queue for `max_pending` at once when a sync first holds an
-    /// eighth of it: small syncs stay small, and a large one's memory does not depend on how
+    /// Sizes the table and the queue for `max_pending` at once when a sync first holds a
+    /// quarter of it: small syncs stay small, and a large one's memory does not depend on how
     /// far its frontier grows before it reaches the bound.
     fn size_for_bound(&mut self) {
         let bound = self.config.max_pending;
-        if self.sized || self.table.len() < bound / 8 {
+        if self.sized || self.table.len() < bound / 4 {
             return;
         }
         self.sized = true;

@@ -70,6 +70,9 @@ pub(super) enum Parents {
     #[default]
     None,
     One(Slot),
+    // Boxed so that the enum stays two words in every entry: a bare `Vec` would make all
+    // of them a word larger for the few items with many parents.
+    #[allow(clippy::box_collection)]
     Many(Box<Vec<Slot>>),
 }
 
