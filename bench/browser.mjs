@@ -1,7 +1,9 @@
 // The browser benchmark: headless Chromium (Debian's, driven by playwright-core, a fresh
 // profile) runs web/bench/ for each state and prints one JSON line per state on stdout.
 //
-//   node bench/browser.mjs --states genesis,synthetic:100000 [--repeat 3] [--batch-bytes N]
+//   node bench/browser.mjs --states genesis,synthetic:100000 [--repeat 3] [--repeat-large 1] [--batch-bytes N]
+//
+// States of more than 500,000 items are run --repeat-large times (a pass takes minutes).
 //
 // CHROMIUM overrides /usr/bin/chromium.
 
@@ -10,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-import { startStaticServer } from '../web/static-server.mjs';
+import { startStaticServer } from '../web/cli/static-server.mjs';
 import { GENESIS_FIXTURE, parseArgs, log } from './lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -28,6 +30,8 @@ const CHROMIUM_ARGS = [
 const args = parseArgs(process.argv.slice(2));
 const states = String(args.states ?? 'genesis,synthetic:100000').split(',').filter(Boolean);
 const repeat = Number(args.repeat ?? 3);
+const repeatLarge = Number(args['repeat-large'] ?? 1);
+const LARGE_ITEMS = 500_000;
 const batchBytes = Number(args['batch-bytes'] ?? 1 << 20);
 
 const genesisJson = await fs.readFile(GENESIS_FIXTURE, 'utf8');
@@ -48,12 +52,12 @@ try {
     const result = await page.evaluate((o) => window.bench.run(o), {
       state,
       genesisJson: state === 'genesis' ? genesisJson : undefined,
-      repeat,
+      repeat: /^synthetic[:-](\d+)$/.test(state) && Number(/\d+/.exec(state)[0]) > LARGE_ITEMS ? repeatLarge : repeat,
       batchBytes,
     });
     if (problems.length) throw new Error(`page errors: ${problems.join('; ')}`);
     result.chromium = version;
-    log(`browser: ${result.state}: sync ${Math.round(result.sync_items_per_sec)} items/s, raw puts ${Math.round(result.raw_items_per_sec)} items/s, raw/sync ${result.raw_to_sync.toFixed(3)} (${result.batches} batches)`);
+    log(`browser: ${result.state}: sync ${Math.round(result.sync_items_per_sec)} items/s, raw puts ${Math.round(result.raw_items_per_sec)} items/s, raw/sync ${result.raw_to_sync.toFixed(3)} (${result.batches} batches, largest ${result.largest_batch_items} ops, lag at most ${result.peak_unwritten_items} items)`);
     process.stdout.write(`${JSON.stringify(result)}\n`);
   }
 } finally {

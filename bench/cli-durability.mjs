@@ -15,7 +15,7 @@ import path from 'node:path';
 
 import { REPO, parseArgs, log } from './lib.mjs';
 
-const CLI = path.join(REPO, 'web', 'cli.mjs');
+const CLI = path.join(REPO, 'web', 'cli', 'cli.mjs');
 const args = parseArgs(process.argv.slice(2));
 const states = String(args.states ?? '100000:7,300000:5').split(',');
 

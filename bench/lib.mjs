@@ -2,43 +2,34 @@
 // (so the serving state and the engine do not share one linear memory), building the states,
 // and a sync from in-process peers that times the engine with the peers' serving excluded.
 
-import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { loadWasmInstance } from '../web/lib/wasm-node.mjs';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.dirname(BENCH_DIR);
 export const GENESIS_FIXTURE = path.join(REPO, 'fixtures', 'genesis_mainnet.json');
-const PKG = path.join(REPO, 'web', 'pkg', 'node', 'statesync_wasm.js');
-const require = createRequire(import.meta.url);
 
 /** About 3.2 hashed items per account with the generator's default mix (as bench-native). */
 export const ITEMS_PER_ACCOUNT = 3.2;
 /** The synthetic generator's seed bench-native uses, so both measure the same state. */
 export const SYNTHETIC_SEED = 1;
 
+let instances = 0;
+
 /**
- * A fresh instance of the nodejs wasm package, with its own linear memory: `{ wasm, memory }`.
- * The generated module keeps its instance private, so the constructor is wrapped for the
- * duration of the load to catch it.
+ * A fresh instance of the wasm package, with its own linear memory: `{ wasm, memory }` (a
+ * separate module instance per call, web/lib/wasm-node.mjs).
  */
-export function loadWasm() {
-  if (!fs.existsSync(PKG)) throw new Error(`${PKG} is missing: run 'npm run build' (bash scripts/build-wasm.sh)`);
-  const Original = WebAssembly.Instance;
-  let instance;
-  WebAssembly.Instance = function Instance(module, imports) {
-    instance = new Original(module, imports);
-    return instance;
-  };
+export async function loadWasm() {
   try {
-    delete require.cache[require.resolve(PKG)];
-    const wasm = require(PKG);
-    delete require.cache[require.resolve(PKG)];
-    if (!instance?.exports?.memory) throw new Error('could not reach the wasm instance memory');
-    return { wasm, memory: instance.exports.memory };
-  } finally {
-    WebAssembly.Instance = Original;
+    return await loadWasmInstance(++instances);
+  } catch (err) {
+    throw new Error(`cannot load the wasm package (${err.code ?? err.message}): run 'npm run build' (bash scripts/build-wasm.sh)`);
   }
 }
 
@@ -138,3 +129,52 @@ export function parseArgs(argv) {
 }
 
 export const log = (...parts) => process.stderr.write(`bench: ${parts.join(' ')}\n`);
+
+export function machineInfo() {
+  let cpu = os.cpus()[0]?.model ?? 'unknown';
+  let cpuDetail = null;
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1].trim();
+    cpu = field('model name') ?? cpu;
+    const flags = field('flags') ?? '';
+    cpuDetail = {
+      family: field('cpu family') ?? null,
+      model: field('model') ?? null,
+      mhz: field('cpu MHz') ?? null,
+      virtualized: /\bhypervisor\b/.test(flags),
+      avx2: /\bavx2\b/.test(flags),
+      avx512f: /\bavx512f\b/.test(flags),
+    };
+  } catch {
+    /* not Linux */
+  }
+  const run = (cmd, argv) => {
+    try {
+      return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  return {
+    cpu,
+    cpu_detail: cpuDetail,
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    memory_bytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    rustc: run('rustc', ['--version']),
+    chromium: null,
+    load_average_start: os.loadavg(),
+  };
+}
+
+export function gitInfo() {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return null;
+  }
+}

@@ -2,10 +2,10 @@
 //
 //   node bench/node-e2e.mjs --state genesis|synthetic:N [--repeat 3] [--min-total-ms 1000] [--peers 4]
 //
-// The same modules `statesync sync` uses: peers over loopback WebSockets (web/peer-server.mjs
-// answering from a wasm StateSource, web/transport.mjs with `ws`), the WebAssembly StateSync
+// The same modules `statesync sync` uses: peers over loopback WebSockets (web/cli/peer-server.mjs
+// answering from a wasm StateSource, web/lib/transport.mjs with `ws`), the WebAssembly StateSync
 // with its defaults (1 MiB batches, 4 requests in flight per peer), and the LevelDB store
-// (web/leveldb-store.mjs) in a fresh temporary directory per run. The peers run in a worker
+// (web/lib/leveldb-store.mjs) in a fresh temporary directory per run. The peers run in a worker
 // thread, as they would in another process: the timed thread does only the syncing side. Time
 // runs from start() until the root is complete (every batch written); best of --repeat, and of
 // at least a second of runs for small states.
@@ -17,13 +17,13 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 
 import { loadWasm, buildSource, parseStateSpec, parseArgs, bestOf, log } from './lib.mjs';
-import { startPeerServer } from '../web/peer-server.mjs';
-import { connectPeers } from '../web/transport.mjs';
-import { openLevelStore } from '../web/leveldb-store.mjs';
+import { startPeerServer } from '../web/cli/peer-server.mjs';
+import { connectPeers } from '../web/lib/transport.mjs';
+import { openLevelStore } from '../web/lib/leveldb-store.mjs';
 
 if (!isMainThread) {
   // The peers: one state, `peers` WebSocket servers on loopback.
-  const { wasm } = loadWasm();
+  const { wasm } = await loadWasm();
   const source = buildSource(wasm, workerData.spec);
   const servers = [];
   for (let i = 0; i < workerData.peers; i++) servers.push(await startPeerServer({ source, port: 0 }));
@@ -47,7 +47,7 @@ if (!isMainThread) {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
-  const { wasm } = loadWasm();
+  const { wasm } = await loadWasm();
   log(`${state.name}: ${info.items} items, ${(info.bytes / 1e6).toFixed(1)} MB served by ${peers} WebSocket peers in a worker`);
 
   const runs = [];

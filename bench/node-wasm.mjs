@@ -32,7 +32,7 @@ const inFlight = String(args['in-flight'] ?? '1,2,4,8')
   .filter((n) => n > 0);
 const state = parseStateSpec(spec);
 
-const served = loadWasm();
+const served = await loadWasm();
 let t0 = performance.now();
 const source = buildSource(served.wasm, spec);
 const items = source.nodeCount + source.codeCount;
@@ -57,7 +57,7 @@ result.limit_items_per_sec = items / (limitMs / 1000);
 log(`${state.name}: wasm limit ${Math.round(result.limit_items_per_sec)} items/s`);
 
 // The engine, memory store, zero latency.
-const engineInstance = loadWasm();
+const engineInstance = await loadWasm();
 const engine = await bestOf(repeat, () => syncInProcess({ wasm: engineInstance.wasm, source, peers, options: { memory: true } }), { minTotalMs });
 // A few items of a generated state can be shared or unreachable: `processed` is checked loosely,
 // and rates use the source's item count, as bench-native does.
@@ -79,7 +79,7 @@ log(`${state.name}: wasm engine ${Math.round(result.engine_items_per_sec)} items
 if (!args['no-memory']) {
   const passes = [];
   for (let i = 0; i < Math.max(1, repeat); i++) {
-    const fresh = loadWasm();
+    const fresh = await loadWasm();
     const initial = fresh.memory.buffer.byteLength;
     // Progress events every 50 ms report the scheduler's live entries (these passes are not timed).
     let liveEntries = 0;

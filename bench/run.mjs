@@ -15,12 +15,12 @@
 //
 // Every ratio divides two figures measured in this run.
 
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { BENCH_DIR, REPO, ITEMS_PER_ACCOUNT, parseArgs, log } from './lib.mjs';
+import { BENCH_DIR, REPO, ITEMS_PER_ACCOUNT, parseArgs, log, machineInfo, gitInfo } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const quick = Boolean(args.quick);
@@ -63,7 +63,7 @@ const plan = quick
       e2eStates: ['genesis', 'synthetic:100000'],
       // The CLI from a fast local peer: 279,208 and 850,337 items (the durability issue's states).
       cliStates: ['100000:7', '300000:5'],
-      browserStates: ['genesis', 'synthetic:100000'],
+      browserStates: ['genesis', 'synthetic:100000', 'synthetic:1000000'],
       latencyStates: ['synthetic:100000', 'synthetic:1000000'],
       inFlight: [1, 2, 4, 8, 16],
       simSeeds: 3,
@@ -312,6 +312,11 @@ function buildRows(r) {
   for (const b of r.browser) {
     row('browser: raw IndexedDB puts, same batches', b.state, b.raw_items_per_sec, 'items/s');
     row('browser: engine → IndexedDB, 0 ms', b.state, b.sync_items_per_sec, 'items/s', b.raw_to_sync, { op: '>=', value: 0.8 }, { ratio_of: 'raw time / sync time' });
+    if (b.largest_batch_items !== undefined) {
+      row('browser: largest batch (ops)', b.state, b.largest_batch_items, 'ops');
+      row('browser: largest batch (bytes)', b.state, b.largest_batch_bytes / 1e6, 'MB');
+      row('browser: largest durability lag', b.state, b.peak_unwritten_items, 'items');
+    }
   }
   // Latency-bound, real time.
   for (const w of r.wasm.filter((w) => w.latency)) {
@@ -373,55 +378,4 @@ function renderTable(rows, asMarkdown) {
   const right = new Set([2, 4]);
   const fmt = (cells) => cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return `${[fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n')}\n`;
-}
-
-// ── the machine ─────────────────────────────────────────────────────────────────────────
-
-function machineInfo() {
-  let cpu = os.cpus()[0]?.model ?? 'unknown';
-  let cpuDetail = null;
-  try {
-    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
-    const field = (name) => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1].trim();
-    cpu = field('model name') ?? cpu;
-    const flags = field('flags') ?? '';
-    cpuDetail = {
-      family: field('cpu family') ?? null,
-      model: field('model') ?? null,
-      mhz: field('cpu MHz') ?? null,
-      virtualized: /\bhypervisor\b/.test(flags),
-      avx2: /\bavx2\b/.test(flags),
-      avx512f: /\bavx512f\b/.test(flags),
-    };
-  } catch {
-    /* not Linux */
-  }
-  const run = (cmd, argv) => {
-    try {
-      return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return null;
-    }
-  };
-  return {
-    cpu,
-    cpu_detail: cpuDetail,
-    cores: os.availableParallelism?.() ?? os.cpus().length,
-    memory_bytes: os.totalmem(),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    rustc: run('rustc', ['--version']),
-    chromium: null,
-    load_average_start: os.loadavg(),
-  };
-}
-
-function gitInfo() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return null;
-  }
 }

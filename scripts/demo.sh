@@ -2,7 +2,7 @@
 # The main job (`npm run demo`): three local peers serve the mainnet genesis state, the Node.js
 # tool syncs it into ./statesync-data with a progress bar, verifies the root, and serves the
 # browser page so the same sync can be watched there. Arguments go to `statesync demo`
-# (e.g. `npm run demo -- --fresh`, `--exit`; see `node web/cli.mjs demo --help`).
+# (e.g. `npm run demo -- --fresh`, `--exit`; see `node web/cli/cli.mjs demo --help`).
 #
 # Sets up what is missing first, idempotently and quietly when nothing is: the npm packages,
 # the wasm32 target and wasm-bindgen-cli (through scripts/setup.sh), the wasm package.
@@ -31,9 +31,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
 fi
 
 # The wasm package (skips work when the module is unchanged).
-if [ ! -f web/pkg/node/statesync_wasm.js ]; then
+if [ ! -f web/pkg/statesync_wasm_bg.wasm ]; then
     say "building the WebAssembly package (first run: a minute or two)"
 fi
 bash scripts/build-wasm.sh
 
-exec node web/cli.mjs demo "$@"
+exec node web/cli/cli.mjs demo "$@"

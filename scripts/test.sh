@@ -23,3 +23,9 @@ bash scripts/test-node.sh
 
 step "browser: IndexedDB store in Chromium, bindings in Node, the page end to end"
 bash scripts/test-browser.sh
+
+step "the npm package: packed, installed outside the repository, used from Node.js, tsc, Vite and Chromium"
+# The package's JavaScript and the example page, type-checked from their JSDoc (tsconfig.json;
+# needs web/pkg's declarations, built by the steps above), then the packed package.
+node_modules/.bin/tsc -p tsconfig.json
+node --test tests/package/

@@ -76,6 +76,11 @@ impl Message<'_> {
             });
         }
         let (&code, payload) = frame.split_first().ok_or(WireError::Empty)?;
+        // The code first: a message of a later protocol version is unknown whatever its
+        // payload, so a server can tell it from a broken frame and ignore it.
+        if !matches!(code, CODE_STATUS | CODE_GET_NODE_DATA | CODE_NODE_DATA) {
+            return Err(WireError::UnknownCode { code });
+        }
         let body = rlp_items::exactly_one(payload)?;
         match code {
             CODE_STATUS => {
@@ -125,6 +130,7 @@ impl Message<'_> {
                     blobs,
                 })
             }
+            // Refused above; kept so the match needs no panic.
             code => Err(WireError::UnknownCode { code }),
         }
     }
@@ -257,6 +263,11 @@ mod tests {
         assert_eq!(
             Message::decode(&[0x42, 0xc0]),
             Err(WireError::UnknownCode { code: 0x42 })
+        );
+        // Unknown whatever its payload: a later version's message is not a broken frame.
+        assert_eq!(
+            Message::decode(&[0x21, 0xff, 0x00]),
+            Err(WireError::UnknownCode { code: 0x21 })
         );
         let huge = vec![0u8; MAX_FRAME_BYTES + 1];
         assert_eq!(

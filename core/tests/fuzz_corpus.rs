@@ -20,11 +20,12 @@ mod checks;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and the property it checks.
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("node_decode", checks::node_decode),
     ("account_decode", checks::account_decode),
     ("compact_path", checks::compact_path),
     ("process", checks::process),
+    ("serve_answer", checks::serve_answer),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -92,8 +93,9 @@ mod seeds {
     use rlp::RlpStream;
     use statesync_core::node::{ChildRef, MAX_EMBEDDED_LEN};
     use statesync_core::state::{build_genesis, parse_genesis_alloc};
+    use statesync_core::wire::{Message, Status, MAX_HASHES_PER_REQUEST, PROTOCOL_VERSION};
     use statesync_core::{
-        keccak256, Account, ItemKind, KeyMode, Nibbles, StoreKey, TrieBuilder, TrieNode, Wei,
+        keccak256, Account, ItemKind, KeyMode, Nibbles, StoreKey, TrieBuilder, TrieNode, Wei, H256,
     };
 
     use super::checks;
@@ -116,6 +118,7 @@ mod seeds {
         accounts(&mut corpus);
         compact_paths(&mut corpus);
         process_scripts(&mut corpus);
+        serve_frames(&mut corpus);
         for (target, seeds) in &corpus.0 {
             let target_dir = dir.join(target);
             if target_dir.exists() {
@@ -455,5 +458,101 @@ mod seeds {
                 add(&format!("{name}-{suffix}"), script);
             }
         }
+    }
+
+    /// Frames a client could send a server (`checks::serve_answer`): requests for stored
+    /// nodes and codes, for missing hashes, at and past the 1024-hash limit, the other
+    /// messages, and broken ones.
+    fn serve_frames(corpus: &mut Corpus) {
+        let mut add = |name: &str, data: Vec<u8>| corpus.add("serve_answer", name, data);
+        let items = checks::fixture_items();
+        let node = items
+            .iter()
+            .find(|(k, _)| k.kind == ItemKind::Node)
+            .unwrap()
+            .0
+            .hash;
+        let code = items
+            .iter()
+            .find(|(k, _)| k.kind == ItemKind::Code)
+            .unwrap()
+            .0
+            .hash;
+        let missing = keccak256(b"not stored");
+        let request = |id: u64, hashes: Vec<H256>| Message::GetNodeData { id, hashes }.encode();
+        add(
+            "request-node-code-missing",
+            request(7, vec![node, code, missing]),
+        );
+        add(
+            "request-every-item",
+            request(u64::MAX, items.iter().map(|(k, _)| k.hash).collect()),
+        );
+        add("request-repeated-hash", request(1, vec![node, node, node]));
+        add("request-empty", request(0, Vec::new()));
+        let at_limit: Vec<H256> = (0..MAX_HASHES_PER_REQUEST)
+            .map(|i| items[i % items.len()].0.hash)
+            .collect();
+        add("request-1024-hashes", request(2, at_limit.clone()));
+        let mut over = at_limit;
+        over.push(node);
+        add("edge-request-1025-hashes", request(3, over));
+        add(
+            "status",
+            Message::Status(Status {
+                version: PROTOCOL_VERSION,
+                network_id: 1,
+                head_root: node,
+            })
+            .encode(),
+        );
+        add(
+            "node-data",
+            Message::NodeData {
+                id: 4,
+                blobs: vec![&items[0].1],
+            }
+            .encode(),
+        );
+        let good = request(5, vec![node, code]);
+        add("edge-truncated", good[..good.len() - 1].to_vec());
+        let mut trailing = good.clone();
+        trailing.push(0x80);
+        add("edge-trailing-byte", trailing);
+        add("edge-code-only", vec![0x0d]);
+        add("edge-empty", Vec::new());
+        add("edge-unknown-code", vec![0x21, 0xc0]);
+        add("edge-unknown-code-garbage", vec![0x7f, 0xff, 0x00, 0x13]);
+        let hash_of = |len: usize| {
+            [0x0d]
+                .iter()
+                .copied()
+                .chain(list(&[&string(&[1]), &list(&[&string(&vec![9; len])])]))
+                .collect()
+        };
+        add("edge-hash-31-bytes", hash_of(31));
+        add("edge-hash-33-bytes", hash_of(33));
+        add(
+            "edge-id-9-bytes",
+            [0x0d]
+                .iter()
+                .copied()
+                .chain(list(&[&string(&[1; 9]), &list(&[])]))
+                .collect(),
+        );
+        add(
+            "edge-hashes-not-a-list",
+            [0x0d]
+                .iter()
+                .copied()
+                .chain(list(&[&string(&[1]), &string(&node.0)]))
+                .collect(),
+        );
+        add(
+            "edge-huge-length",
+            vec![
+                0x0d, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc0,
+            ],
+        );
     }
 }

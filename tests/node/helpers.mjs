@@ -1,4 +1,4 @@
-// Shared by the CLI tests: run `node web/cli.mjs …` as a child process, start `serve` peers,
+// Shared by the CLI tests: run `node web/cli/cli.mjs …` as a child process, start `serve` peers,
 // temporary directories. Every child is killed when its test ends.
 
 import { spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = path.join(REPO, 'web', 'cli.mjs');
+export const CLI = path.join(REPO, 'web', 'cli', 'cli.mjs');
 export const GENESIS = path.join(REPO, 'fixtures', 'genesis_mainnet.json');
 export const GENESIS_ROOT = '0xd7f8974fb5ac78d9ac099b9ad5018bedc2ce0a72dad1827a1709da30580f0544';
 export const GENESIS_ACCOUNTS = 8893;

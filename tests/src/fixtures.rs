@@ -1,4 +1,5 @@
-//! Reading `../shared/fixtures` (trie vectors and genesis states with known roots).
+//! Reading the repository's `fixtures/` (third-party trie vectors and genesis states with known
+//! roots; `fixtures/README.md` names their sources).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,13 +11,8 @@ use statesync_core::{
     H256, KECCAK_EMPTY,
 };
 
-/// The shared fixtures directory, beside the repository.
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-}
-
-/// The project's own copy of what the product needs at run time (the demo's genesis).
-pub fn project_dir() -> PathBuf {
+/// The repository's fixtures directory: test data, and the demo's genesis the product ships.
+pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
@@ -43,7 +39,7 @@ pub struct TrieCase {
 
 /// Case `name` of a TrieTests file, whichever of the two `in` forms it uses.
 pub fn trie_case(file: &str, name: &str) -> TrieCase {
-    let all = read_json(shared_dir().join(file));
+    let all = read_json(fixtures_dir().join(file));
     let case = &all[name];
     let ops = match &case["in"] {
         Value::Array(list) => list
@@ -71,7 +67,7 @@ pub fn trie_case(file: &str, name: &str) -> TrieCase {
 
 /// A genesis network from `genesis_index.json`: its built state and expected root.
 pub fn genesis(network: &str) -> (BuiltState, H256) {
-    let index = read_json(shared_dir().join("genesis_index.json"));
+    let index = read_json(fixtures_dir().join("genesis_index.json"));
     let entry = &index[network];
     let file = entry["file"].as_str().expect("file");
     let expected = entry["stateRoot"]
@@ -79,14 +75,14 @@ pub fn genesis(network: &str) -> (BuiltState, H256) {
         .expect("stateRoot")
         .parse()
         .expect("root");
-    let text = std::fs::read_to_string(shared_dir().join(file)).expect("genesis file");
+    let text = std::fs::read_to_string(fixtures_dir().join(file)).expect("genesis file");
     let alloc = parse_genesis_alloc(&text).expect("genesis alloc");
     (build_genesis(&alloc), expected)
 }
 
 /// Every network named in `genesis_index.json`.
 pub fn genesis_networks() -> Vec<String> {
-    let index = read_json(shared_dir().join("genesis_index.json"));
+    let index = read_json(fixtures_dir().join("genesis_index.json"));
     index.as_object().expect("index").keys().cloned().collect()
 }
 
@@ -233,7 +229,7 @@ pub fn check_state_accounts(
 /// A `basic_genesis_tests.json` case: its allocation and the state root in field 3 of the
 /// genesis header inside `result` (the RLP of the whole block).
 pub fn basic_genesis(name: &str) -> (BuiltState, H256) {
-    let all = read_json(shared_dir().join("basic_genesis_tests.json"));
+    let all = read_json(fixtures_dir().join("basic_genesis_tests.json"));
     let case = &all[name];
     let alloc = parse_genesis_alloc(&case["alloc"].to_string()).expect("alloc");
     let block = hex::decode(case["result"].as_str().expect("result")).expect("result hex");

@@ -1,4 +1,4 @@
-//! Every third-party fixture with a known root (../shared/fixtures): the ethereum/tests
+//! Every third-party fixture with a known root (fixtures/): the ethereum/tests
 //! TrieTests, the genesis states of five networks, and the GenesisTests. Each trie case is
 //! rebuilt and its root compared, then synced from its own nodes and walked.
 
@@ -10,7 +10,7 @@ use statesync_core::{
     EMPTY_ROOT_HASH, H256,
 };
 use statesync_tests::fixtures::{
-    basic_genesis, genesis, genesis_networks, read_json, shared_dir, trie_case,
+    basic_genesis, fixtures_dir, genesis, genesis_networks, read_json, trie_case,
 };
 use statesync_tests::harness::{
     assert_synced, sync, trie_entries, value_at, Delivery, LoopOptions,
@@ -164,7 +164,7 @@ fn every_case_of_every_rooted_trie_file_has_tests() {
     ];
     let mut in_files: Vec<(String, String)> = Vec::new();
     for file in files {
-        let all = read_json(shared_dir().join(file));
+        let all = read_json(fixtures_dir().join(file));
         for name in all.as_object().expect("cases").keys() {
             in_files.push((file.to_string(), name.clone()));
         }

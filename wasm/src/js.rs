@@ -84,13 +84,6 @@ pub fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
     value.serialize(&serializer).unwrap_or(JsValue::NULL)
 }
 
-/// Reads an optional numeric option.
-pub fn opt_number(options: &JsValue, name: &str) -> Option<f64> {
-    Reflect::get(options, &name.into())
-        .ok()
-        .and_then(|v| v.as_f64())
-}
-
 pub fn opt_string(options: &JsValue, name: &str) -> Option<String> {
     Reflect::get(options, &name.into())
         .ok()

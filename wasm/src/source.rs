@@ -5,7 +5,7 @@ use js_sys::{Array, Function, Uint8Array};
 use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
 use statesync_core::state::{build_genesis, parse_genesis_alloc};
 use statesync_core::synthetic::{generate, SyntheticConfig};
-use statesync_core::wire::{Message, Status, PROTOCOL_VERSION};
+use statesync_core::wire::{Message, Status, WireError, PROTOCOL_VERSION};
 use statesync_core::{BuiltState, StoreKey, H256};
 use wasm_bindgen::prelude::*;
 
@@ -27,14 +27,22 @@ fn limits(max_items: Option<u32>, soft_bytes: Option<u32>) -> ServeLimits {
     limits
 }
 
-fn outcome(
-    result: Result<ServeOutcome, statesync_core::wire::WireError>,
-) -> Result<Option<Uint8Array>, JsValue> {
+fn outcome(result: Result<ServeOutcome, WireError>) -> Result<Option<Uint8Array>, JsValue> {
     match result {
         Ok(ServeOutcome::Answer(frame)) => Ok(Some(Uint8Array::from(frame.as_slice()))),
         Ok(ServeOutcome::Ignored) => Ok(None),
-        Err(err) => Err(error("BAD_FRAME", &err.to_string())),
+        Err(err) => Err(frame_error(&err)),
     }
+}
+
+/// A refused frame for JavaScript: `UNKNOWN_MESSAGE` for a code this protocol version does not
+/// define (a server may ignore it: later versions add messages), `BAD_FRAME` for the rest.
+fn frame_error(err: &WireError) -> JsValue {
+    let code = match err {
+        WireError::UnknownCode { .. } => "UNKNOWN_MESSAGE",
+        _ => "BAD_FRAME",
+    };
+    error(code, &err.to_string())
 }
 
 #[wasm_bindgen]
@@ -90,7 +98,8 @@ impl StateSource {
     }
 
     /// The NodeData answer to a GetNodeData frame (geth's limits unless given), `undefined`
-    /// for frames a server does not answer; throws `BAD_FRAME` on malformed input.
+    /// for frames a server does not answer; throws `BAD_FRAME` on malformed input and
+    /// `UNKNOWN_MESSAGE` on a message code it does not know.
     pub fn answer(
         &self,
         frame: &[u8],
@@ -178,7 +187,7 @@ pub fn requested_keys(frame: &[u8]) -> Result<Option<Array>, JsValue> {
                 .collect(),
         )),
         Ok(_) => Ok(None),
-        Err(err) => Err(error("BAD_FRAME", &err.to_string())),
+        Err(err) => Err(frame_error(&err)),
     }
 }
 
@@ -201,7 +210,7 @@ pub fn answer_from(
         Some(all.len() - 1)
     };
     // Resolve first, then serve from the collected values.
-    let request = Message::decode(frame).map_err(|e| error("BAD_FRAME", &e.to_string()))?;
+    let request = Message::decode(frame).map_err(|e| frame_error(&e))?;
     let Message::GetNodeData { hashes, .. } = &request else {
         return Ok(None);
     };

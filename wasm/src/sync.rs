@@ -20,7 +20,7 @@ use statesync_core::{
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
-use crate::js::{self, error, now_ms, opt_bool, opt_number, opt_string, opt_value, to_js};
+use crate::js::{self, error, now_ms, opt_bool, opt_string, opt_value, to_js};
 use crate::store::{IdbStore, JsStore, Store};
 
 /// Default IndexedDB database name.
@@ -87,35 +87,140 @@ fn parse_root(text: &str) -> Result<H256, JsValue> {
     })
 }
 
-fn config_from(options: &JsValue) -> EngineConfig {
+/// One numeric engine option: its name in `SyncOptions`, the integers it accepts, and the
+/// `EngineConfig` field it sets. A new option is one more row of [`ENGINE_OPTIONS`].
+struct EngineOption {
+    name: &'static str,
+    min: u64,
+    max: u64,
+    set: fn(&mut EngineConfig, u64),
+}
+
+/// Every numeric option of `new StateSync(options)`. Values outside the range are refused
+/// with `BAD_OPTION`, never clamped or ignored.
+const ENGINE_OPTIONS: &[EngineOption] = &[
+    EngineOption {
+        name: "batchBytes",
+        min: 1,
+        max: 1 << 30,
+        set: |c, v| c.batch_bytes = v as usize,
+    },
+    EngineOption {
+        name: "batchItems",
+        min: 1,
+        max: 1 << 24,
+        set: |c, v| c.batch_items = v as usize,
+    },
+    EngineOption {
+        name: "batchIntervalMs",
+        min: 1,
+        max: 3_600_000,
+        set: |c, v| c.batch_interval_ms = v,
+    },
+    EngineOption {
+        name: "stallTimeoutMs",
+        min: 1,
+        max: 1 << 40,
+        set: |c, v| c.stall_timeout_ms = Some(v),
+    },
+    EngineOption {
+        name: "maxInFlight",
+        min: 1,
+        max: 64,
+        set: |c, v| c.max_in_flight_per_peer = v as usize,
+    },
+    EngineOption {
+        name: "maxItemsPerRequest",
+        min: 1,
+        max: statesync_core::wire::MAX_HASHES_PER_REQUEST as u64,
+        set: |c, v| c.max_items_per_request = v as usize,
+    },
+    EngineOption {
+        name: "progressIntervalMs",
+        min: 1,
+        max: 3_600_000,
+        set: |c, v| c.progress_interval_ms = v,
+    },
+    EngineOption {
+        name: "maxFetchesPerDepth",
+        min: 1,
+        max: 1 << 24,
+        set: |c, v| c.max_fetches_per_depth = v as usize,
+    },
+];
+
+/// The options that are not numbers, with the JavaScript type each must have.
+const TYPED_OPTIONS: &[(&str, &str)] = &[
+    ("database", "string"),
+    ("switchRoot", "boolean"),
+    ("memory", "boolean"),
+    ("onEvent", "function"),
+    ("store", "object"),
+];
+
+/// `BAD_OPTION`: names the option, what it must be and what it was.
+pub(crate) fn bad_option(name: &str, expected: &str, got: &JsValue) -> JsValue {
+    let got_text = if got.is_string() {
+        format!("{:?}", got.as_string().unwrap_or_default())
+    } else {
+        js_sys::JSON::stringify(got)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_else(|| got.js_typeof().as_string().unwrap_or_default())
+    };
+    let err = error(
+        "BAD_OPTION",
+        &format!("options.{name} must be {expected}, got {got_text}"),
+    );
+    let _ = js_sys::Reflect::set(&err, &"option".into(), &name.into());
+    let _ = js_sys::Reflect::set(&err, &"expected".into(), &expected.into());
+    err
+}
+
+/// Checks the options object and builds the engine configuration from it.
+pub(crate) fn config_from(options: &JsValue) -> Result<EngineConfig, JsValue> {
+    if !options.is_object() {
+        return Err(bad_option("", "an object", options));
+    }
+    for (name, kind) in TYPED_OPTIONS {
+        if let Some(value) = opt_value(options, name) {
+            if value.js_typeof().as_string().as_deref() != Some(kind) {
+                let article = if kind.starts_with('o') { "an" } else { "a" };
+                return Err(bad_option(name, &format!("{article} {kind}"), &value));
+            }
+        }
+    }
     let mut config = EngineConfig::default();
-    let positive = |name| opt_number(options, name).filter(|v| *v >= 1.0 && v.is_finite());
-    if let Some(v) = positive("batchBytes") {
-        config.batch_bytes = v as usize;
+    for option in ENGINE_OPTIONS {
+        let Some(value) = opt_value(options, option.name) else {
+            continue;
+        };
+        let number = value
+            .as_f64()
+            .filter(|v| v.fract() == 0.0 && *v >= option.min as f64 && *v <= option.max as f64);
+        match number {
+            Some(v) => (option.set)(&mut config, v as u64),
+            None => {
+                let expected = format!("an integer from {} to {}", option.min, option.max);
+                return Err(bad_option(option.name, &expected, &value));
+            }
+        }
     }
-    if let Some(v) = positive("batchItems") {
-        config.batch_items = v as usize;
+    Ok(config)
+}
+
+/// A peer id from JavaScript: a non-negative safe integer, or `BAD_PEER_ID`. (A cast would
+/// turn NaN, -1 or 1.5 into some other peer silently.)
+fn peer_id(id: &JsValue) -> Result<PeerId, JsValue> {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+    match id.as_f64() {
+        Some(v) if v.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&v) => Ok(v as PeerId),
+        _ => {
+            let err = bad_option("peer", "a non-negative safe integer", id);
+            let _ = js_sys::Reflect::set(&err, &"code".into(), &"BAD_PEER_ID".into());
+            Err(err)
+        }
     }
-    if let Some(v) = positive("batchIntervalMs") {
-        config.batch_interval_ms = v as u64;
-    }
-    if let Some(v) = positive("stallTimeoutMs") {
-        config.stall_timeout_ms = Some(v as u64);
-    }
-    if let Some(v) = positive("maxInFlight") {
-        config.max_in_flight_per_peer = v as usize;
-    }
-    if let Some(v) = positive("maxItemsPerRequest") {
-        config.max_items_per_request =
-            (v as usize).min(statesync_core::wire::MAX_HASHES_PER_REQUEST);
-    }
-    if let Some(v) = positive("progressIntervalMs") {
-        config.progress_interval_ms = v as u64;
-    }
-    if let Some(v) = positive("maxFetchesPerDepth") {
-        config.max_fetches_per_depth = v as usize;
-    }
-    config
 }
 
 /// Opens the store the options name: a JS store object, memory, or an IndexedDB database.
@@ -155,10 +260,11 @@ impl StateSync {
         let root = opt_string(&options, "root")
             .ok_or_else(|| error("BAD_ROOT", "options.root is required"))?;
         let root = parse_root(&root)?;
+        let config = config_from(&options)?;
         let on_event = opt_value(&options, "onEvent").and_then(|f| f.dyn_into::<Function>().ok());
         let driver = Driver {
             root,
-            config: config_from(&options),
+            config,
             options,
             on_event,
             engine: None,
@@ -184,11 +290,11 @@ impl StateSync {
     #[wasm_bindgen(js_name = addPeer)]
     pub fn add_peer(
         &self,
-        id: f64,
+        #[wasm_bindgen(unchecked_param_type = "number")] id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "SendFrame")] send: Function,
         #[wasm_bindgen(unchecked_optional_param_type = "ClosePeer")] close: Option<Function>,
-    ) {
-        let peer = id as PeerId;
+    ) -> Result<(), JsValue> {
+        let peer = peer_id(&id)?;
         {
             let mut d = self.driver.borrow_mut();
             d.peers.insert(peer, PeerHandle { send, close });
@@ -197,12 +303,16 @@ impl StateSync {
             }
         }
         pump(&self.driver);
+        Ok(())
     }
 
     /// The peer's connection closed.
     #[wasm_bindgen(js_name = removePeer)]
-    pub fn remove_peer(&self, id: f64) {
-        let peer = id as PeerId;
+    pub fn remove_peer(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number")] id: JsValue,
+    ) -> Result<(), JsValue> {
+        let peer = peer_id(&id)?;
         {
             let mut d = self.driver.borrow_mut();
             d.peers.remove(&peer);
@@ -212,15 +322,20 @@ impl StateSync {
             }
         }
         pump(&self.driver);
+        Ok(())
     }
 
     /// A binary frame received from peer `id`.
-    pub fn receive(&self, id: f64, frame: &[u8]) {
-        let peer = id as PeerId;
+    pub fn receive(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number")] id: JsValue,
+        frame: &[u8],
+    ) -> Result<(), JsValue> {
+        let peer = peer_id(&id)?;
         {
             let mut d = self.driver.borrow_mut();
             if !d.peers.contains_key(&peer) {
-                return;
+                return Ok(());
             }
             match d.engine.as_mut() {
                 Some(engine) => engine.handle_frame(peer, frame, now_ms()),
@@ -228,6 +343,7 @@ impl StateSync {
             }
         }
         pump(&self.driver);
+        Ok(())
     }
 
     /// Opens the store, resumes from what it holds and syncs. Settles with the final progress

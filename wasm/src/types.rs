@@ -21,8 +21,11 @@ export type StoreFailureKind = "QuotaExceeded" | "Closed" | "Blocked" | "Other";
 /** The `code` of every error this package throws or rejects with. */
 export type StateSyncErrorCode =
   | "BAD_ROOT"
+  | "BAD_OPTION"
+  | "BAD_PEER_ID"
   | "BAD_STORE"
   | "BAD_FRAME"
+  | "UNKNOWN_MESSAGE"
   | "BAD_GENESIS"
   | "ALREADY_STARTED"
   | "ROOT_MISMATCH"
@@ -34,9 +37,11 @@ export type StateSyncErrorCode =
   | "STORE_BLOCKED"
   | "STORE_ERROR";
 
-/** An `Error` with a machine-readable `code`. */
+/** An `Error` with a machine-readable `code`. `BAD_OPTION` also names the `option` and what was `expected`. */
 export interface StateSyncError extends Error {
   code: StateSyncErrorCode;
+  option?: string;
+  expected?: string;
 }
 
 /** One peer's figures in a progress report. */
@@ -178,7 +183,7 @@ export interface SyncOptions extends StoreOptions {
   root: Hash;
   /** When the store holds a sync towards another root, sync it towards `root` instead of rejecting with `ROOT_MISMATCH` (what is stored is kept). */
   switchRoot?: boolean;
-  /** Payload bytes per commit batch at most (default 1 MiB); also the most verified data held unwritten at once, which is what a crash can lose. */
+  /** Payload bytes per commit batch at most (default 1 MiB, at most 1 GiB); also the most verified data held unwritten at once, which is what a crash can lose. */
   batchBytes?: number;
   /** Puts and deletes per commit batch at most (default 8192); verified items not yet durable never exceed it. */
   batchItems?: number;
@@ -186,7 +191,7 @@ export interface SyncOptions extends StoreOptions {
   batchIntervalMs?: number;
   /** Give up after this many milliseconds stalled without progress: everything verified is written, then `start()` rejects with `STALLED`. Default: wait for peers forever. */
   stallTimeoutMs?: number;
-  /** Requests outstanding per peer (default 4). */
+  /** Requests outstanding per peer (default 4, at most 64). */
   maxInFlight?: number;
   /** Hashes per request (default 384, at most 1024). */
   maxItemsPerRequest?: number;

@@ -259,7 +259,7 @@ async fn a_sync_interrupted_and_restarted_on_indexeddb_resumes_and_fetches_only_
         let sync = Rc::new(StateSync::new(options()).expect("valid"));
         let started = sync.start();
         connect_slow(&sync, 1, &source, 2);
-        wait_until(10_000, "a few commits", || {
+        wait_until("a few commits", || {
             let p = sync.progress();
             p.is_object() && number(&p, "committed") > 0.0
         })
@@ -373,10 +373,7 @@ async fn a_quota_error_pauses_the_sync_with_nothing_written_and_resume_finishes_
     );
     let started = sync.start();
     connect(&sync, 1, &source);
-    wait_until(10_000, "the paused event", || {
-        !events.of_type("paused").is_empty()
-    })
-    .await;
+    wait_until("the paused event", || !events.of_type("paused").is_empty()).await;
     let paused = &events.of_type("paused")[0];
     assert_eq!(string(paused, "reason"), "QuotaExceeded");
     assert!(string(paused, "message").contains("QuotaExceededError"));

@@ -72,6 +72,14 @@ fn state_source_ignores_status_and_refuses_garbage_with_bad_frame() {
         .answer(&[0x0d, 0xff, 0x00], None, None)
         .expect_err("garbage");
     assert_eq!(code(&err), "BAD_FRAME");
+    // A message code this version does not define: refused with its own code, so a server
+    // can ignore it (later versions add messages) instead of closing the connection.
+    let err = source
+        .answer(&[0x21, 0xc0], None, None)
+        .expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
+    let err = requested_keys(&[0x21, 0xc0]).expect_err("unknown code");
+    assert_eq!(code(&err), "UNKNOWN_MESSAGE");
     assert!(StateSource::from_genesis("{ not json").is_err());
 }
 
@@ -286,6 +294,65 @@ async fn bad_roots_and_bad_options_are_typed_errors() {
 }
 
 #[test]
+fn wrong_options_and_peer_ids_are_refused_by_name_never_ignored_or_clamped() {
+    let root = StateSource::synthetic(5, 1).root();
+    for (name, value, expected) in [
+        ("batchBytes", JsValue::from("1mb"), "an integer from 1 to"),
+        ("maxInFlight", 0.into(), "an integer from 1 to 64"),
+        (
+            "maxItemsPerRequest",
+            5000.into(),
+            "an integer from 1 to 1024",
+        ),
+        ("progressIntervalMs", 1.5.into(), "an integer from 1 to"),
+        (
+            "maxFetchesPerDepth",
+            f64::NAN.into(),
+            "an integer from 1 to",
+        ),
+        ("switchRoot", "yes".into(), "a boolean"),
+        ("database", 3.into(), "a string"),
+        ("onEvent", true.into(), "a function"),
+    ] {
+        let options = object(&[("root", root.clone().into()), (name, value)]);
+        let err = StateSync::new(options).err().expect(name);
+        assert_eq!(code(&err), "BAD_OPTION", "{name}");
+        assert_eq!(field(&err, "option").as_string().as_deref(), Some(name));
+        let message = field(&err, "message").as_string().unwrap_or_default();
+        assert!(
+            message.contains(&format!("options.{name} must be {expected}")),
+            "{message}"
+        );
+    }
+    let sync =
+        StateSync::new(object(&[("root", root.into()), ("memory", true.into())])).expect("valid");
+    let send: js_sys::Function = Closure::<dyn Fn(Uint8Array)>::new(|_: Uint8Array| {})
+        .into_js_value()
+        .unchecked_into();
+    for id in [
+        JsValue::from(f64::NAN),
+        (-1).into(),
+        1.5.into(),
+        9_007_199_254_740_992.0.into(),
+        "1".into(),
+        JsValue::UNDEFINED,
+    ] {
+        let err = sync
+            .add_peer(id.clone(), send.clone(), None)
+            .expect_err("refused");
+        assert_eq!(code(&err), "BAD_PEER_ID", "{id:?}");
+        let err = sync.receive(id.clone(), &[0]).expect_err("refused");
+        assert_eq!(code(&err), "BAD_PEER_ID", "{id:?}");
+        assert_eq!(
+            code(&sync.remove_peer(id).expect_err("refused")),
+            "BAD_PEER_ID"
+        );
+    }
+    sync.add_peer(9_007_199_254_740_991.0.into(), send, None)
+        .expect("the largest safe integer is a peer id");
+}
+
+#[test]
 async fn cancel_resolves_start_with_phase_cancelled() {
     // No peer ever connects, so only `cancel` can end this sync.
     let source = StateSource::synthetic(50, 9);
@@ -297,7 +364,7 @@ async fn cancel_resolves_start_with_phase_cancelled() {
     ]))
     .expect("valid");
     let started = sync.start();
-    wait_until(5_000, "the store to open", || sync.progress().is_object()).await;
+    wait_until("the store to open", || sync.progress().is_object()).await;
     sync.cancel();
     let done = wasm_bindgen_futures::JsFuture::from(started)
         .await
@@ -326,13 +393,13 @@ async fn cancel_settles_even_when_answers_and_lookups_land_while_the_flush_is_wr
         );
         let started = sync.start();
         connect_slow(&sync, 1, &source, 2);
-        wait_until(10_000, "a commit and a request in flight", || {
+        wait_until("a commit and a request in flight", || {
             let p = sync.progress();
             p.is_object() && number(&p, "committed") > 0.0 && number(&p, "requestsInFlight") > 0.0
         })
         .await;
         sync.cancel();
-        let done = settled_within(started, 2_000)
+        let done = settled_within(started, common::PATIENCE_MS)
             .await
             .unwrap_or_else(|| panic!("round {round}: start() did not settle after cancel"));
         assert_eq!(string(&done, "phase"), "cancelled");

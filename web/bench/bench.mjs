@@ -5,15 +5,19 @@
 // 1. sync: a StateSync with the IndexedDB store (a fresh database), four in-page peers that
 //    answer from a StateSource on the next task (a MessageChannel message, no timer clamping);
 //    the time spent answering (serving, which on a network runs elsewhere) is subtracted.
-//    Every put the store makes is recorded, grouped by its readwrite transaction (one per
-//    commit batch, progress record included).
-// 2. raw: a fresh database with the same object stores, and the recorded puts replayed with no
-//    engine at all, one readwrite transaction per recorded batch, each awaited before the next
-//    (the engine's store also runs one operation at a time).
+//    Every put and delete the store makes is recorded, grouped by its readwrite transaction
+//    (one per commit batch: main keyspace puts, staging puts and deletes, progress record).
+// 2. raw: a fresh database with the same object stores, and the recorded writes replayed with
+//    no engine at all, one readwrite transaction per recorded batch, each awaited before the
+//    next (the engine's store also runs one operation at a time).
 // Both times include opening their database. ratio = raw / sync: 1 means the sync costs
 // nothing beyond the writes it must make.
 
-import init, { StateSource, StateSync } from '/pkg/web/statesync_wasm.js';
+import { loadWasm } from '/lib/wasm-browser.mjs';
+
+// The wasm package, once `ready` resolved.
+let StateSource;
+let StateSync;
 
 const ITEMS_PER_ACCOUNT = 3.2;
 const SYNTHETIC_SEED = 1;
@@ -29,9 +33,10 @@ const nextTask = (() => {
   };
 })();
 
-// The put recorder: on while the sync runs, recording puts made in the named database (and
-// counting the store's lookups, `count` requests in readonly transactions, for the report).
+// The write recorder: on while the sync runs, recording puts and deletes made in the named
+// database (and counting the store's lookups, `count` requests in readonly transactions).
 const originalPut = IDBObjectStore.prototype.put;
+const originalDelete = IDBObjectStore.prototype.delete;
 const originalCount = IDBObjectStore.prototype.count;
 let recorder = null;
 IDBObjectStore.prototype.count = function count(query) {
@@ -41,17 +46,24 @@ IDBObjectStore.prototype.count = function count(query) {
   }
   return originalCount.call(this, query);
 };
-IDBObjectStore.prototype.put = function put(value, key) {
-  if (recorder && this.transaction.db.name === recorder.database) {
-    let batch = recorder.byTransaction.get(this.transaction);
-    if (!batch) {
-      batch = [];
-      recorder.byTransaction.set(this.transaction, batch);
-      recorder.batches.push(batch);
-    }
-    batch.push([this.name, key, value]);
+/** Records one write of `store` in the batch of its transaction. */
+function record(store, key, value) {
+  if (!recorder || store.transaction.db.name !== recorder.database) return;
+  let batch = recorder.byTransaction.get(store.transaction);
+  if (!batch) {
+    batch = [];
+    recorder.byTransaction.set(store.transaction, batch);
+    recorder.batches.push(batch);
   }
+  batch.push([store.name, key, value]);
+}
+IDBObjectStore.prototype.put = function put(value, key) {
+  record(this, key, value);
   return originalPut.call(this, value, key);
+};
+IDBObjectStore.prototype.delete = function del(key) {
+  record(this, key, undefined); // a delete
+  return originalDelete.call(this, key);
 };
 
 const request = (req) =>
@@ -97,21 +109,38 @@ async function syncPass(source, database, { peers, batchBytes }) {
   recorder = null;
   sync.free(); // closes its connection, so the database can be deleted
   if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
-  return { ms: wallMs - servingMs, wallMs, servingMs, processed: progress.processed, committedBytes: progress.committedBytes, batches, lookups, lookupTransactions };
+  return {
+    ms: wallMs - servingMs,
+    wallMs,
+    servingMs,
+    processed: progress.processed,
+    committedBytes: progress.committedBytes,
+    largestBatchItems: progress.largestBatchItems,
+    largestBatchBytes: progress.largestBatchBytes,
+    peakUnwrittenItems: progress.peakUnwrittenItems,
+    batches,
+    lookups,
+    lookupTransactions,
+  };
 }
 
 async function rawPass(database, batches) {
   await deleteDatabase(database);
   const started = performance.now();
   const open = indexedDB.open(database, 1);
+  // The object stores the sync wrote to (nodes, code, meta, and staging for unfinished subtries).
+  const names = [...new Set(['nodes', 'code', 'meta', ...batches.flat().map(([store]) => store)])];
   open.onupgradeneeded = () => {
-    for (const name of ['nodes', 'code', 'meta']) open.result.createObjectStore(name);
+    for (const name of names) open.result.createObjectStore(name);
   };
   const db = await request(open);
   for (const batch of batches) {
-    const tx = db.transaction(['nodes', 'code', 'meta'], 'readwrite');
-    const stores = { nodes: tx.objectStore('nodes'), code: tx.objectStore('code'), meta: tx.objectStore('meta') };
-    for (const [store, key, value] of batch) stores[store].put(value, key);
+    const tx = db.transaction(names, 'readwrite');
+    const stores = Object.fromEntries(names.map((name) => [name, tx.objectStore(name)]));
+    for (const [store, key, value] of batch) {
+      if (value === undefined) stores[store].delete(key);
+      else stores[store].put(value, key);
+    }
     await new Promise((resolve, reject) => {
       tx.oncomplete = resolve;
       tx.onerror = () => reject(tx.error);
@@ -153,6 +182,9 @@ async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batc
     committed_bytes: sync.committedBytes,
     batches: puts.length,
     puts_per_batch: puts,
+    largest_batch_items: sync.largestBatchItems,
+    largest_batch_bytes: sync.largestBatchBytes,
+    peak_unwritten_items: sync.peakUnwrittenItems,
     lookups: sync.lookups,
     lookup_transactions: sync.lookupTransactions,
     sync_ms: sync.ms,
@@ -169,5 +201,7 @@ async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batc
   return result;
 }
 
-const ready = init();
+const ready = loadWasm().then((wasm) => {
+  ({ StateSource, StateSync } = wasm);
+});
 window.bench = { ready: ready.then(() => true), run };

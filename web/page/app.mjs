@@ -1,23 +1,19 @@
-// The browser page: syncs a state root from WebSocket peers into IndexedDB with the wasm
-// engine, shows progress, peers and storage, resumes by itself after a reload, and verifies
-// the stored state when done. No framework: a few DOM updates per progress event.
+// The example wallet page: imports `statesync` like any consumer (the import map in
+// index.html points the bare name at web/lib/browser.mjs; a bundler resolves it through the
+// package's exports map) and syncs a state root from WebSocket peers into IndexedDB. The engine
+// runs in the package's Worker, so this thread only renders: progress, peers, storage. Reload
+// or close the tab at any time: on load the page reads the stored progress record and resumes
+// by itself. A second tab on the same database follows the first and takes over when it closes.
 //
-// Test hook: `window.statesync` (see `hook` below) exposes the sync, the last event and
-// progress, the verified counts and any error, for the end-to-end tests.
+// Test hook: `window.statesync` (see `hook` below) exposes the last event and progress, the
+// verified counts and any error, for the end-to-end tests.
 
-import init, { StateSync, readProgress, verifyStore, version } from '/pkg/web/statesync_wasm.js';
-import { connectPeers } from '/transport.mjs';
+import { syncState, verifyState, readProgress } from 'statesync';
 
-/** @typedef {import('/pkg/web/statesync_wasm.js').Progress} Progress */
-/** @typedef {import('/pkg/web/statesync_wasm.js').SyncEvent} SyncEvent */
+/** @typedef {import('statesync').Progress} Progress */
+/** @typedef {import('statesync').SyncStateEvent} SyncStateEvent */
 
 const DATABASE = 'statesync';
-/**
- * Bytes per commit batch. A reload loses what is downloaded but not yet committed, so the page
- * commits more often than the engine's 1 MiB default; an IndexedDB transaction per 128 KiB
- * costs little. `/config.json` may set `batchBytes`.
- */
-const BATCH_BYTES = 128 * 1024;
 /** Chart window: two minutes, a sample at most this often (progress comes every 500 ms). */
 const CHART_WINDOW_MS = 120_000;
 const CHART_SAMPLE_MS = 400;
@@ -29,7 +25,7 @@ const ui = {
   peers: /** @type {HTMLTextAreaElement} */ ($('peers')),
   root: /** @type {HTMLInputElement} */ ($('root')),
   start: /** @type {HTMLButtonElement} */ ($('start')),
-  pause: /** @type {HTMLButtonElement} */ ($('pause')),
+  stop: /** @type {HTMLButtonElement} */ ($('stop')),
   clear: /** @type {HTMLButtonElement} */ ($('clear')),
   status: $('status'),
   error: $('error'),
@@ -53,11 +49,9 @@ const ui = {
 /** Everything the tests may read; also the page's own state. */
 const hook = {
   ready: false,
-  version: '',
+  database: DATABASE,
   config: /** @type {{peers?: string[], root?: string, batchBytes?: number}} */ ({}),
-  /** @type {StateSync | null} */
-  sync: null,
-  /** @type {SyncEvent | null} */
+  /** @type {SyncStateEvent | null} */
   lastEvent: null,
   /** @type {Progress | null} */
   lastProgress: null,
@@ -65,14 +59,24 @@ const hook = {
   resumedFrom: null,
   autoStarted: false,
   running: false,
-  paused: false,
+  /** Another tab writes this database; this one shows its progress. */
+  following: false,
+  /** This tab took the sync over from a tab that went away. */
+  tookOver: false,
   finished: false,
-  /** @type {import('/pkg/web/statesync_wasm.js').VerifyResult | null} */
+  /** The last `start` event: what the store held when this tab's engine started. */
+  lastStart: null,
+  /** The summary syncState resolved with. */
+  summary: null,
+  /** @type {import('statesync').VerifyReport | null} */
   verified: null,
   /** @type {{code?: string, message: string} | null} */
   error: null,
   eventCounts: /** @type {Record<string, number>} */ ({}),
-  transport: null,
+  /** Peers by URL: the engine's id for the current connection, state, last error. */
+  peers: /** @type {Map<string, {url: string, id?: number, state: string, error?: string, retryAt?: number}>} */ (new Map()),
+  /** @type {AbortController | null} */
+  controller: null,
 };
 /** @type {any} */ (window).statesync = hook;
 
@@ -116,9 +120,10 @@ const PHASE_TEXT = {
   stalled: 'Stalled:',
   paused: 'Paused.',
   done: 'Done: the whole state is stored.',
+  following: 'Another tab is syncing this database; showing its progress (this tab takes over if it closes).',
   verifying: 'Done. Verifying the stored state…',
   verified: 'Done and verified.',
-  cancelled: 'Cancelled.',
+  cancelled: 'Stopped.',
   failed: 'Failed.',
 };
 
@@ -158,17 +163,30 @@ function log(text, kind = 'info') {
 
 // ---------------------------------------------------------------------------- rendering
 
+/**
+ * The completed share, rounded down to a tenth of a percent: it reads 100.0 % only when done.
+ * @param {Progress} p
+ */
+function percentText(p) {
+  const fraction = p.phase === 'done' ? 1 : Math.min(1, Math.max(0, p.fraction));
+  return `${(Math.floor(fraction * 1000) / 10).toFixed(1)} %`;
+}
+
 /** @param {Progress} p */
 function renderProgress(p) {
   const fraction = Math.min(1, Math.max(0, p.fraction));
   ui.bar.value = fraction;
-  const percent = `${(fraction * 100).toFixed(1)} %`;
+  const percent = percentText(p);
+  // Stored: complete subtries, plus verified items staged until their subtries complete.
+  const stored = p.committed + p.staged;
   ui.percent.textContent = percent;
-  ui.bar.setAttribute('aria-valuetext', `${percent}, ${fmt(p.committed)} items stored`);
-  ui.eta.textContent = p.phase === 'done' ? 'complete' : `ETA: ${duration(p.etaMs)}`;
-  $('committed').textContent = fmt(p.committed);
-  $('committed-bytes').textContent = bytes(p.committedBytes);
-  $('processed').textContent = fmt(p.processed);
+  ui.bar.setAttribute('aria-valuetext', `${percent}, ${fmt(stored)} items stored`);
+  ui.eta.textContent = p.phase === 'done' ? 'complete' : p.phase === 'stalled' ? 'ETA: unknown while stalled' : `ETA: ${duration(p.etaMs)}`;
+  $('committed').textContent = fmt(stored);
+  $('staged').textContent = fmt(p.staged);
+  $('unwritten').textContent = fmt(p.unwrittenItems);
+  $('committed-bytes').textContent = bytes(p.committedBytes + p.stagedBytes);
+  $('processed').textContent = p.restored ? `${fmt(p.processed)} (+${fmt(p.restored)} kept from the last session)` : fmt(p.processed);
   $('skipped').textContent = fmt(p.skipped);
   $('pending').textContent = fmt(p.pending);
   $('unexpected').textContent = fmt(p.unexpected + p.duplicate);
@@ -176,28 +194,28 @@ function renderProgress(p) {
   ui.rate.textContent = fmt(p.itemsPerSec);
   peakRate = Math.max(peakRate, p.itemsPerSec);
   ui.peak.textContent = fmt(peakRate);
-  if (p.phase === 'syncing') setStatus('syncing', `${percent} of ${short(p.root)}.`);
+  if (p.phase === 'syncing') setStatus(hook.following ? 'following' : 'syncing', `${percent} of ${short(p.root)}.`);
   else if (p.phase === 'stalled') setStatus(stalledDetail ? 'stalled' : 'connecting', stalledDetail);
   else if (p.phase === 'paused' && !ui.status.dataset.store) setStatus('paused');
   renderPeers(p);
 }
 
-/** The transport's peers (URL, connection state) joined with the engine's figures. */
+/** The peers (URL, connection state, from `peer` events) joined with the engine's figures. */
 function renderPeers(p = hook.lastProgress) {
   const byId = new Map((p?.peers ?? []).map((peer) => [peer.peer, peer]));
-  const peers = hook.transport?.peers ?? [];
+  const peers = [...hook.peers.values()];
   ui.peerRows.textContent = '';
   if (peers.length === 0) {
     const row = ui.peerRows.insertRow();
     row.className = 'empty';
     const cell = row.insertCell();
     cell.colSpan = 7;
-    cell.textContent = 'No peers yet.';
+    cell.textContent = hook.following ? 'Another tab is connected to the peers.' : 'No peers yet.';
     return;
   }
   for (const peer of peers) {
     // The engine's last figures for this connection (kept once it closed).
-    const figures = byId.get(peer.id);
+    const figures = peer.id === undefined ? undefined : byId.get(peer.id);
     const row = ui.peerRows.insertRow();
     const url = row.insertCell();
     url.textContent = peer.url;
@@ -205,7 +223,7 @@ function renderPeers(p = hook.lastProgress) {
     const state = row.insertCell();
     state.textContent = peerState(peer, figures);
     state.dataset.state = peer.state;
-    if (peer.lastError) state.title = peer.lastError;
+    if (peer.error) state.title = peer.error;
     for (const value of [
       figures ? `${fmt(figures.rttMs)} ms` : '–',
       figures ? fmt(figures.capacity) : '–',
@@ -221,9 +239,8 @@ function renderPeers(p = hook.lastProgress) {
 }
 
 function peerState(peer, figures) {
+  if (!hook.running) return hook.finished ? 'closed (done)' : 'closed';
   switch (peer.state) {
-    case 'closed':
-      return hook.finished ? 'closed (done)' : 'closed';
     case 'open':
       if (!figures) return 'connected';
       return figures.headRoot ? (figures.penalty ? `serving (penalty ${figures.penalty})` : 'serving') : 'handshake';
@@ -231,6 +248,8 @@ function peerState(peer, figures) {
       const seconds = Math.max(0, Math.ceil(((peer.retryAt ?? 0) - Date.now()) / 1000));
       return `retry in ${seconds} s`;
     }
+    case 'lost':
+      return 'reconnecting';
     default:
       return peer.state;
   }
@@ -271,7 +290,7 @@ function niceCeiling(n) {
 
 async function renderStorage() {
   const p = hook.lastProgress;
-  const stored = p ? `${bytes(p.committedBytes)} committed` : '';
+  const stored = p ? `${bytes(p.committedBytes + p.stagedBytes)} stored` : '';
   if (!navigator.storage?.estimate) {
     ui.storage.textContent = stored || 'unknown';
     return;
@@ -287,8 +306,7 @@ async function renderStorage() {
 
 function renderControls() {
   ui.start.disabled = hook.running;
-  ui.pause.disabled = !hook.running;
-  ui.pause.textContent = hook.paused ? 'Resume' : 'Pause';
+  ui.stop.disabled = !hook.running;
   ui.clear.disabled = hook.running;
   ui.peers.readOnly = hook.running;
   ui.root.readOnly = hook.running;
@@ -306,7 +324,7 @@ function renderVerified(v) {
 
 // ---------------------------------------------------------------------------- the sync
 
-/** @param {SyncEvent} event */
+/** @param {SyncStateEvent} event */
 function onEvent(event) {
   hook.lastEvent = event;
   hook.eventCounts[event.type] = (hook.eventCounts[event.type] ?? 0) + 1;
@@ -317,32 +335,58 @@ function onEvent(event) {
       renderProgress(event);
       sampleRate(event);
       break;
+    case 'start':
+      hook.lastStart = event;
+      if (event.storedRoot && event.storedRoot !== event.root) log(`switching the stored ${short(event.storedRoot)} to ${short(event.root)}; stored data is kept`);
+      else if (event.resumed) log(`resuming: ${fmt(event.storedItems)} items already stored`);
+      break;
+    case 'peer': {
+      const before = hook.peers.get(event.url);
+      hook.peers.set(event.url, { url: event.url, id: event.id, state: event.state, error: event.error, retryAt: event.retryInMs === undefined ? undefined : Date.now() + event.retryInMs });
+      if (event.state === 'open') log(`connected to ${event.url}`);
+      else if (event.state === 'lost') log(`${event.url} closed${event.error ? ` (${event.error})` : ''}; reconnecting`, 'warn');
+      else if (event.state === 'waiting' && before?.state !== 'lost' && before?.state !== 'waiting') log(`cannot connect to ${event.url}; retrying`, 'warn');
+      renderPeers();
+      break;
+    }
+    case 'following':
+      hook.following = true;
+      setStatus('following');
+      log('another tab is syncing this database: showing its progress; this tab takes over if it closes');
+      renderPeers();
+      break;
+    case 'takeover':
+      hook.following = false;
+      hook.tookOver = true;
+      log('the tab that was syncing went away: this tab continues the sync');
+      break;
+    case 'warning':
+      log(event.message, 'warn');
+      break;
     case 'stalled':
-      if (event.peers === 0) {
-        // Nothing is wrong yet: no peer has connected and sent its Status.
-        stalledDetail = '';
+      // The engine tells a stall once, after the peers have had time to connect.
+      if (event.unservable === 0) {
+        stalledDetail = `no usable peer (${event.peers} with a valid Status); everything verified is stored.`;
+        log('stalled: no usable peer', 'warn');
       } else {
-        stalledDetail = `${fmt(event.unservable)} items wait for a peer that has them (${event.peers} connected).`;
-        log(`stalled: no connected peer serves ${event.unservable} items`, 'warn');
+        stalledDetail = `${fmt(event.unservable)} items wait for a peer that has them (the first is ${short(event.first ?? '')}; ${event.peers} connected); everything verified is stored.`;
+        log(`stalled: no connected peer serves ${event.unservable} items, the first ${event.first}`, 'warn');
       }
-      setStatus(stalledDetail ? 'stalled' : 'connecting', stalledDetail);
+      setStatus('stalled', stalledDetail);
       break;
     case 'peerDisconnected':
-      log(`dropped peer ${event.peer}: ${event.reason}`, 'warn');
+      log(`dropped ${event.url ?? `peer ${event.peer}`}: ${event.reason}`, 'warn');
       break;
     case 'rootSwitched':
       log(`root switched from ${short(event.from)} to ${short(event.to)}; stored data is kept`);
       break;
     case 'paused':
-      // A store write failed; nothing of it landed. Resume retries it.
-      hook.paused = true;
-      ui.status.dataset.store = event.reason;
-      setStatus('paused', event.reason === 'QuotaExceeded' ? 'The browser refused more storage: free some space, then press Resume.' : 'Storage failed: press Resume to retry.');
-      showError({ code: `STORE_${event.reason}`, message: event.message }, 'storage');
-      renderControls();
+      // A store write failed and nothing of it landed; the package retries it.
+      setStatus('paused', event.reason === 'QuotaExceeded' ? 'The browser refused more storage; retrying. Free some space if this persists.' : 'Storage failed; retrying.');
+      log(`storage failed (${event.reason}): ${event.message}`, 'error');
       break;
     case 'cancelled':
-      log('cancelled');
+      log('stopped; Start resumes');
       break;
     case 'failed':
       log(`failed: ${event.message}`, 'error');
@@ -367,11 +411,12 @@ function readInputs() {
 
 async function startSync({ urls, root }) {
   clearError();
-  delete ui.status.dataset.store;
   hook.running = true;
-  hook.paused = false;
   hook.finished = false;
+  hook.following = false;
   hook.verified = null;
+  hook.summary = null;
+  hook.peers.clear();
   samples.length = 0;
   peakRate = 0;
   ui.verifyStats.hidden = true;
@@ -381,56 +426,35 @@ async function startSync({ urls, root }) {
   log(`sync of ${short(root)} from ${urls.length} peer${urls.length === 1 ? '' : 's'}`);
   navigator.storage?.persist?.().catch(() => {});
 
-  let sync;
+  hook.controller = new AbortController();
   try {
     // switchRoot: a wallet following the chain keeps what it has when the root moves on.
-    const batchBytes = Number(hook.config.batchBytes) > 0 ? Number(hook.config.batchBytes) : BATCH_BYTES;
-    sync = new StateSync({ root, database: DATABASE, switchRoot: true, batchBytes, onEvent });
-  } catch (err) {
-    hook.running = false;
-    renderControls();
-    setStatus('failed');
-    showError(err);
-    return;
-  }
-  hook.sync = sync;
-  const seen = new Map();
-  hook.transport = connectPeers({
-    urls,
-    sync,
-    onChange: (peer) => {
-      const before = seen.get(peer.url);
-      seen.set(peer.url, peer.state);
-      if (peer.state === 'open' && before !== 'open') log(`connected to ${peer.url}`);
-      if (peer.state === 'waiting' && before === 'open') log(`${peer.url} closed${peer.lastError ? ` (${peer.lastError})` : ''}; reconnecting`, 'warn');
-      if (peer.state === 'waiting' && before === 'connecting' && peer.attempts === 1) log(`cannot connect to ${peer.url}; retrying`, 'warn');
-      renderPeers();
-    },
-  });
-  renderPeers();
-
-  try {
-    const final = await sync.start();
-    hook.lastProgress = final;
-    renderProgress(final);
-    if (final.phase !== 'done') {
-      setStatus(final.phase);
-      return;
-    }
+    // The engine's batches: whatever is verified is written (complete subtries, or staged)
+    // within one batch, so a reload loses at most one. `/config.json` may set `batchBytes`.
+    const batchBytes = Number(hook.config.batchBytes) > 0 ? { batchBytes: Number(hook.config.batchBytes) } : {};
+    const summary = await syncState({ root, peers: urls, database: DATABASE, switchRoot: true, ...batchBytes, signal: hook.controller.signal, onEvent });
+    hook.summary = summary;
+    hook.lastProgress = summary.progress;
+    renderProgress(summary.progress);
     hook.finished = true;
-    log(`finished: ${fmt(final.committed)} items, ${bytes(final.committedBytes)}`);
-    hook.transport.close();
+    hook.following = false;
+    log(`finished: ${fmt(summary.committed)} items, ${bytes(summary.committedBytes)}${summary.followed ? ' (synced by another tab)' : ''}`);
+    hook.running = false;
     renderPeers();
-    await verify(final.root);
+    await verify(summary.root);
   } catch (err) {
-    setStatus('failed');
-    showError(err);
-    hook.transport?.close();
-    renderPeers();
+    if (err?.code === 'ABORTED') {
+      setStatus('cancelled', `${fmt(err.committed ?? 0)} items stored; Start resumes.`);
+    } else {
+      setStatus('failed');
+      showError(err);
+    }
   } finally {
     hook.running = false;
-    hook.paused = false;
+    hook.following = false;
+    hook.controller = null;
     renderControls();
+    renderPeers();
     renderStorage();
   }
 }
@@ -438,13 +462,11 @@ async function startSync({ urls, root }) {
 async function verify(root) {
   setStatus('verifying');
   ui.verifyStatus.textContent = 'Walking the stored state from the root…';
-  const began = performance.now();
   try {
-    const result = await verifyStore({ root, database: DATABASE });
+    const result = await verifyState({ root, database: DATABASE });
     hook.verified = result;
     renderVerified(result);
-    const seconds = ((performance.now() - began) / 1000).toFixed(1);
-    ui.verifyStatus.textContent = `Complete from root ${short(root)}: every node hashes to its key and every account's storage and code are present (checked in ${seconds} s).`;
+    ui.verifyStatus.textContent = `Complete from root ${short(root)}: every node hashes to its key and every account's storage and code are present (checked in ${(result.elapsedMs / 1000).toFixed(1)} s).`;
     setStatus('verified', `${fmt(result.accounts)} accounts, ${fmt(result.nodes)} nodes.`);
     log(`verified: ${result.accounts} accounts, ${result.nodes} nodes, ${result.codes} code blobs`);
   } catch (err) {
@@ -453,34 +475,21 @@ async function verify(root) {
   }
 }
 
-function togglePause() {
-  if (!hook.sync || !hook.running) return;
-  if (hook.paused) {
-    hook.paused = false;
-    delete ui.status.dataset.store;
-    clearError();
-    hook.sync.resume();
-    setStatus('syncing');
-    log('resumed');
-  } else {
-    hook.paused = true;
-    hook.sync.pause();
-    setStatus('paused', 'Answers in flight are still taken.');
-    log('paused');
-  }
-  renderControls();
+function stop() {
+  if (!hook.running) return;
+  log('stopping: committing what is complete');
+  hook.controller?.abort();
 }
 
 async function deleteStored() {
   if (hook.running) return;
   if (!confirm('Delete the stored state from this browser?')) return;
-  // Drop the finished sync first: it holds the database open.
-  hook.sync?.free();
-  hook.sync = null;
-  await new Promise((resolve) => {
-    const request = indexedDB.deleteDatabase(DATABASE);
-    request.onsuccess = request.onerror = request.onblocked = () => resolve();
-  });
+  await /** @type {Promise<void>} */ (
+    new Promise((resolve) => {
+      const request = indexedDB.deleteDatabase(DATABASE);
+      request.onsuccess = request.onerror = request.onblocked = () => resolve();
+    })
+  );
   log('stored state deleted');
   setStatus('idle');
   renderStorage();
@@ -490,7 +499,7 @@ async function deleteStored() {
 
 async function loadConfig() {
   try {
-    const response = await fetch('/config.json', { cache: 'no-store' });
+    const response = await fetch(new URL('/config.json', location.href), { cache: 'no-store' });
     return response.ok ? await response.json() : {};
   } catch {
     return {};
@@ -508,25 +517,16 @@ async function main() {
     }
     startSync(inputs);
   });
-  ui.pause.addEventListener('click', togglePause);
-  // Leaving the page: pausing asks the engine to commit what is complete, best effort (the
-  // browser may end the page before the transaction lands; what did land is never partial).
-  window.addEventListener('pagehide', () => {
-    if (hook.running && !hook.paused) hook.sync?.pause();
-  });
-  window.addEventListener('pageshow', (event) => {
-    if (event.persisted && hook.running && !hook.paused) hook.sync?.resume();
-  });
+  ui.stop.addEventListener('click', stop);
   ui.clear.addEventListener('click', deleteStored);
 
-  const [config] = await Promise.all([loadConfig(), init()]);
+  const config = await loadConfig();
   hook.config = config;
-  hook.version = version();
   if (Array.isArray(config.peers)) ui.peers.value = config.peers.join('\n');
   if (typeof config.root === 'string') ui.root.value = config.root;
 
   setInterval(renderStorage, 2000);
-  setInterval(() => hook.transport && renderPeers(), 1000);
+  setInterval(() => hook.running && renderPeers(), 1000);
   renderStorage();
 
   let record = null;

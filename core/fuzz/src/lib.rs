@@ -9,8 +9,10 @@ use std::sync::OnceLock;
 
 use statesync_core::node::{visit_encoded, ChildAt, ChildRef, NodeChild, NodeShape};
 use statesync_core::scheduler::{SchedulerConfig, DEFAULT_MAX_PENDING};
+use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
 use statesync_core::synthetic::{generate, SyntheticConfig};
 use statesync_core::walk::walk;
+use statesync_core::wire::{Message, MAX_HASHES_PER_REQUEST};
 use statesync_core::{
     keccak256, Account, HashedBlob, MemoryStore, Nibbles, Scheduler, StoreKey, SyncMode, Task,
     TrieNode, H256,
@@ -341,5 +343,63 @@ fn one_node_sync(blob: &[u8], config: SchedulerConfig, stored_bits: u8) {
             .commit(statesync_core::BatchLimit::UNLIMITED)
             .batch;
         assert_eq!(batch.nodes.len(), 1);
+    }
+}
+
+/// A server's view of any frame a client sends (`serve::answer` over the `process` fixture,
+/// what `serve` and the JavaScript `requestedKeys` / `answerFrom` run): never a panic; a
+/// GetNodeData gets a NodeData with its id, holding the stored blobs of the requested hashes
+/// in request order within the limits; other messages are ignored; anything else is refused
+/// with the decoder's own error. Checked under geth's limits and under limits derived from
+/// the input's length, so the item and byte cut-offs are reached too.
+pub fn serve_answer(data: &[u8]) {
+    let store = &fixture().source;
+    let tight = ServeLimits {
+        max_items: 1 + data.len() % 7,
+        soft_bytes: 1 + 97 * (data.len() % 11),
+    };
+    for limits in [ServeLimits::default(), tight] {
+        let outcome = answer(data, limits, |key| store.get(key));
+        match (Message::decode(data), outcome) {
+            (Ok(Message::GetNodeData { id, hashes }), Ok(ServeOutcome::Answer(frame))) => {
+                assert!(
+                    hashes.len() <= MAX_HASHES_PER_REQUEST,
+                    "request over the limit"
+                );
+                let Ok(Message::NodeData {
+                    id: answered,
+                    blobs,
+                }) = Message::decode(&frame)
+                else {
+                    panic!("the answer is not a NodeData frame");
+                };
+                assert_eq!(answered, id, "answer id");
+                assert!(blobs.len() <= limits.max_items, "more items than the limit");
+                let before_last: usize = blobs.iter().rev().skip(1).map(|b| b.len()).sum();
+                assert!(
+                    blobs.is_empty() || before_last < limits.soft_bytes,
+                    "kept adding blobs past the byte limit"
+                );
+                // The blobs are the stored values of requested hashes, in request order.
+                let mut requested = hashes.iter();
+                for blob in &blobs {
+                    let hash = keccak256(blob);
+                    assert!(
+                        requested.any(|h| *h == hash),
+                        "a blob that was not requested, or out of order"
+                    );
+                    assert!(
+                        store.contains(StoreKey::node(hash))
+                            || store.contains(StoreKey::code(hash)),
+                        "a blob that is not stored"
+                    );
+                }
+            }
+            (Ok(Message::GetNodeData { .. }), other) => {
+                panic!("a valid request was not answered: {other:?}")
+            }
+            (Ok(_), outcome) => assert_eq!(outcome, Ok(ServeOutcome::Ignored), "not a request"),
+            (Err(decoded), outcome) => assert_eq!(outcome, Err(decoded), "refused differently"),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! peak engine memory as the state grows. Prints one line of JSON per measurement.
 //!
 //! Usage: bench-native [--sizes 100000,1000000] [--peers 4] [--repeat 3] [--max-fetches N]
-//!        [--max-pending N] [--engine-only | --limit-only]
+//!        [--max-pending N] [--items-per-account 3.2] [--engine-only | --limit-only]
 //!
 //! `--engine-only` runs one engine pass per state and nothing else, for a profiler:
 //! `valgrind --tool=callgrind --toggle-collect='*engine_pass*' target/release/bench-native
@@ -10,7 +10,9 @@
 //! `statesync_core::serve::answer`'s inclusive count). `--limit-only` runs one limit pass
 //! per state (`--toggle-collect='*limit_pass*'`).
 //!
-//! Sizes are target hashed-node counts; the synthetic generator is sized to reach them.
+//! Sizes are target hashed-node counts; the synthetic generator is sized to reach them at
+//! `--items-per-account` (3.2, the benchmarks' naming, lands 9-10 % short at 1M and more;
+//! the soak passes 2.9 to reach its sizes).
 //! Memory is the heap (a counting allocator) above the source state's own footprint, with a
 //! store that discards writes and answers lookups "absent": what the engine itself holds.
 
@@ -81,6 +83,10 @@ fn main() {
             ..defaults
         },
     };
+    let items_per_account: f64 = arg("--items-per-account")
+        .and_then(|s| s.parse().ok())
+        .filter(|r: &f64| *r > 0.0)
+        .unwrap_or(3.2);
 
     let genesis = {
         let text = std::fs::read_to_string("fixtures/genesis_mainnet.json")
@@ -90,8 +96,7 @@ fn main() {
     };
     bench.measure("mainnet-genesis", &genesis);
     for target in sizes {
-        // About 3.2 hashed items per account with the default mix (measured).
-        let accounts = (target as f64 / 3.2) as usize;
+        let accounts = (target as f64 / items_per_account) as usize;
         let started = Instant::now();
         let state = generate(&SyntheticConfig::new(accounts, 1));
         eprintln!(

@@ -54,11 +54,18 @@ pub async fn sleep(ms: u32) {
     JsFuture::from(promise).await.expect("timer");
 }
 
-/// Waits until `done()` holds, checking every 10 ms, for at most `ms`.
-pub async fn wait_until(ms: u32, what: &str, mut done: impl FnMut() -> bool) {
+/// How long a test waits for something that takes milliseconds before calling it a hang: long
+/// enough that a busy machine never fails a test, short enough that a hang still ends the run.
+pub const PATIENCE_MS: u32 = 5 * 60_000;
+
+/// Waits until `done()` holds, checking every 10 ms; panics after `PATIENCE_MS` (a hang).
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let mut waited = 0;
     while !done() {
-        assert!(waited < ms, "timed out after {ms} ms waiting for {what}");
+        assert!(
+            waited < PATIENCE_MS,
+            "still waiting for {what} after {PATIENCE_MS} ms"
+        );
         sleep(10).await;
         waited += 10;
     }
@@ -120,12 +127,15 @@ pub fn connect_slow(
                 sleep(delay_ms).await;
             }
             if let (Some(answer), Some(sync)) = (answer, weak.upgrade()) {
-                sync.receive(f64::from(id), &answer.to_vec());
+                sync.receive(id.into(), &answer.to_vec())
+                    .expect("a valid peer id");
             }
         });
     });
-    sync.add_peer(f64::from(id), send.into_js_value().unchecked_into(), None);
-    sync.receive(f64::from(id), &source.status_frame(1).to_vec());
+    sync.add_peer(id.into(), send.into_js_value().unchecked_into(), None)
+        .expect("a valid peer id");
+    sync.receive(id.into(), &source.status_frame(1).to_vec())
+        .expect("a valid peer id");
     Peer { requests }
 }
 

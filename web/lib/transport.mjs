@@ -10,6 +10,13 @@
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000, healthyMs: 60_000 });
 
 /**
+ * One peer URL's connection, as `onChange` sees it.
+ * @typedef {{url: string, id: number, state: 'connecting' | 'open' | 'waiting' | 'closed', socket: object | null,
+ *   attempts: number, timer: ReturnType<typeof setTimeout> | null, openedAt: number, lastError: string,
+ *   retryAt?: number, reported?: string}} PeerInfo
+ */
+
+/**
  * Connects every URL and keeps reconnecting until `close()`.
  * @param {object} o
  * @param {string[]} o.urls
@@ -66,14 +73,15 @@ export function connectPeers({ urls, sync, WebSocket: Ctor = globalThis.WebSocke
       onChange(peer);
     };
     socket.onmessage = (event) => {
-      if (typeof event.data === 'string') return;
+      // After close() the sync may be gone: a late frame has nowhere to go.
+      if (closed || typeof event.data === 'string') return;
       sync.receive(id, new Uint8Array(event.data));
     };
     socket.onerror = (event) => {
       peer.lastError = event?.message || 'connection error';
     };
     socket.onclose = () => {
-      if (registered) sync.removePeer(id);
+      if (registered && !closed) sync.removePeer(id);
       registered = false;
       peer.socket = null;
       if (peer.openedAt && Date.now() - peer.openedAt > b.healthyMs) peer.attempts = 0;

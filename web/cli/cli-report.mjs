@@ -116,6 +116,9 @@ export class TextReporter {
     this.lastPlain = 0;
     this.latest = null;
     this.peers = undefined;
+    this.lastLine = null; // the last message printed, its stream, and how often it came again
+    this.lastStream = null;
+    this.repeats = 0;
   }
   width() {
     return this.out.columns || 100;
@@ -131,9 +134,26 @@ export class TextReporter {
     this.bar = progressLine(this.latest, { width: this.width(), peers: this.peers });
     this.out.write(`\r${this.bar}\x1b[K`);
   }
+  /** A message above the bar. The same message again is only counted (a full disk fails
+   * every retry alike), and the count is printed once another line comes or the run ends. */
   line(text, stream = this.out) {
+    if (text === this.lastLine && stream === this.lastStream) {
+      this.repeats++;
+      return;
+    }
+    this.flushRepeats();
     this.clearBar();
     stream.write(`${text}\n`);
+    this.drawBar();
+    this.lastLine = text;
+    this.lastStream = stream;
+  }
+  flushRepeats() {
+    if (!this.repeats) return;
+    const n = this.repeats;
+    this.repeats = 0;
+    this.clearBar();
+    this.lastStream.write(`  (the line above ${n === 1 ? 'once' : `${count(n)} times`} more)\n`);
     this.drawBar();
   }
   event(e) {
@@ -191,11 +211,13 @@ export class TextReporter {
     if (object.text) this.line(object.text);
   }
   error({ message }) {
+    this.flushRepeats();
     this.clearBar();
     this.err.write(`error: ${message}\n`);
   }
   /** Leaves the bar on screen as the last progress line. */
   done() {
+    this.flushRepeats();
     if (this.tty && this.bar) {
       this.out.write('\n');
       this.bar = '';

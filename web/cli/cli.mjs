@@ -5,19 +5,15 @@
 // docs/CLI.md documents every command, option and exit code.
 
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
 
-import { openLevelStore, levelSource } from './leveldb-store.mjs';
-import { connectPeers } from './transport.mjs';
-import { startPeerServer, parseFaults } from './peer-server.mjs';
+import { startPeerServer, parseFaults, DEFAULT_LIMITS } from './peer-server.mjs';
 import { startStaticServer } from './static-server.mjs';
 import { JsonReporter, TextReporter, count, formatBytes, formatSeconds, shortHash } from './cli-report.mjs';
 
-const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
+const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REPO_DIR = path.dirname(WEB_DIR);
 const GENESIS_FIXTURE = path.join(REPO_DIR, 'fixtures', 'genesis_mainnet.json');
 
@@ -49,19 +45,24 @@ class CliError extends Error {
 const usageError = (command, message) =>
   new CliError(EXIT.USAGE, 'USAGE', `${message} (see 'statesync ${command ? `${command} ` : ''}--help')`);
 
-// ── the wasm package ────────────────────────────────────────────────────────────────────
+// ── the package ─────────────────────────────────────────────────────────────────────────
 
-let wasmModule;
-function wasm() {
-  if (!wasmModule) {
-    const require = createRequire(import.meta.url);
+let library;
+/**
+ * The package's Node.js build (web/lib/node.mjs) with its wasm module loaded. Imported on
+ * first use, so that --help and argument errors work in a checkout that is not built yet.
+ */
+async function lib() {
+  if (!library) {
     try {
-      wasmModule = require('./pkg/node/statesync_wasm.js');
+      const module = await import('../lib/node.mjs');
+      await module.init();
+      library = module;
     } catch (err) {
       throw new CliError(EXIT.FAILED, 'NOT_BUILT', `the WebAssembly package is not built (${err.code ?? err.message}): run 'npm run build' (bash scripts/build-wasm.sh)`);
     }
   }
-  return wasmModule;
+  return library;
 }
 
 // ── argument helpers ────────────────────────────────────────────────────────────────────
@@ -108,8 +109,17 @@ function peerUrls(command, values) {
 
 function parse(command, spec, argv) {
   const options = { help: { type: 'boolean', short: 'h' }, ...spec.options };
+  // parseArgs refuses '--option -1' as ambiguous (the value could be an option). A value
+  // that is a negative number is the option's: joined as '--option=-1', the number checks
+  // below say what range is allowed.
+  const args = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([^=]+)$/.exec(argv[i])?.[1];
+    if (options[name]?.type === 'string' && /^-\d|^-\.\d/.test(argv[i + 1] ?? '')) args.push(`${argv[i]}=${argv[++i]}`);
+    else args.push(argv[i]);
+  }
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+    return parseArgs({ args, options, allowPositionals: false, strict: true }).values;
   } catch (err) {
     // Node's messages carry advice about '--' after the first sentence; the first is the reason.
     const reason = String(err.message).split(/\.\s/)[0].replace(/\.$/, '');
@@ -118,6 +128,7 @@ function parse(command, spec, argv) {
 }
 
 async function openStore(dir, { createIfMissing = true } = {}) {
+  const { openLevelStore } = await import('../lib/leveldb-store.mjs');
   try {
     return await openLevelStore(dir, { createIfMissing });
   } catch (err) {
@@ -216,251 +227,135 @@ function syncSummary({ fields: f }) {
   return lines.join('\n');
 }
 
-/** Runs a sync with Ctrl-C handling: the first SIGINT flushes and exits 130, a second one at once. */
+/**
+ * Runs a sync through the package's syncState with Ctrl-C handling: the first SIGINT aborts
+ * (the engine flushes what is complete, at most 15 s), a second one exits at once.
+ * Resolves with the summary fields; throws CliError.
+ */
 async function syncWithSignals(options, reporter) {
-  const control = { stop: null };
+  const { syncState } = await lib();
+  const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (signal) => {
     interrupts++;
-    if (interrupts > 1 || !control.stop) {
-      const message = control.stop ? `${signal} again: exiting without waiting for the flush (every written batch is intact)` : `${signal}: stopped before the sync started`;
-      reporter.error({ code: 'INTERRUPTED', exitCode: EXIT.INTERRUPTED, message });
+    if (interrupts > 1) {
+      reporter.error({ code: 'INTERRUPTED', exitCode: EXIT.INTERRUPTED, message: `${signal} again: exiting without waiting for the flush (every written batch is intact)` });
       process.exit(EXIT.INTERRUPTED);
     }
     reporter.info(`${signal}: flushing the current batch; Ctrl-C again to exit at once`);
-    control.stop('interrupted');
+    controller.abort(new Error(signal));
+    setTimeout(() => {
+      reporter.error({ code: 'INTERRUPTED', exitCode: EXIT.INTERRUPTED, message: 'the flush did not finish within 15 s; exiting (written batches are intact)' });
+      process.exit(EXIT.INTERRUPTED);
+    }, 15_000).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const { root, db } = options;
   try {
-    return await runSync(options, reporter, control);
+    const { progress: _final, ...summary } = await syncState({
+      root,
+      peers: options.peers,
+      db,
+      switchRoot: options.switchRoot,
+      batchBytes: options.batchBytes,
+      batchItems: options.batchItems,
+      stallTimeoutMs: options.stallTimeoutMs,
+      maxInFlight: options.maxInFlight,
+      maxItemsPerRequest: options.maxItems,
+      connectTimeoutMs: options.connectTimeoutMs,
+      progressIntervalMs: options.progressIntervalMs ?? (reporter instanceof TextReporter && reporter.tty ? 250 : 500),
+      signal: controller.signal,
+      onEvent: (event) => report(event, reporter, db),
+    });
+    reporter.done();
+    return { fields: { ...summary, db } };
+  } catch (err) {
+    reporter.done();
+    throw syncFailure(err, db);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
 }
 
-/**
- * Syncs `options.root` into the database `options.db`. Resolves with the summary fields when
- * the root is complete; throws CliError otherwise. `control.stop(reason)` is set while running.
- */
-async function runSync(options, reporter, control = {}) {
-  const { root, db } = options;
-  const engine = wasm();
-  const store = await openStore(db);
-  const startedAt = Date.now();
-  let transport;
-  let watchdog;
-  try {
-    let record;
-    try {
-      record = await engine.readProgress({ store });
-    } catch (err) {
-      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `cannot read the progress record in ${db}: ${err.message}`);
+/** Prints one syncState event. */
+function report(event, reporter, db) {
+  switch (event.type) {
+    case 'start': {
+      const { root, storedRoot, storedItems, storedBytes } = event;
+      if (storedRoot && storedRoot !== root) {
+        reporter.info(`switching ${db} from ${storedRoot} to ${root}; the ${count(storedItems)} stored items are kept and skipped`, { resumed: true, storedItems, storedRoot });
+      } else if (event.complete) {
+        reporter.info(`${db} already holds the complete state under ${root}: checking the root and finishing`, { resumed: true, storedItems });
+      } else if (event.resumed) {
+        const { committedItems, stagedItems } = event;
+        const staged = stagedItems ? ` and ${count(stagedItems)} verified items of unfinished subtries` : '';
+        reporter.info(`resuming: ${db} already holds ${count(committedItems)} items (${formatBytes(storedBytes)})${staged} of ${root}`, { resumed: true, storedItems, committedItems, stagedItems });
+      } else {
+        reporter.info(`syncing ${root} into ${db} from ${event.peers} peer${event.peers === 1 ? '' : 's'}`, { resumed: false });
+      }
+      return;
     }
-    if (record && record.root !== root && !options.switchRoot) {
-      throw new CliError(
-        EXIT.ROOT_MISMATCH,
-        'ROOT_MISMATCH',
-        `the database ${db} holds a sync towards another root, ${record.root} (${record.complete ? 'complete' : `${count(record.committedItems)} items stored`}); ` +
-          `run again with --switch-root to sync it towards ${root} keeping what is stored, or use another --db`,
-        { storedRoot: record.root },
-      );
+    case 'peer':
+      reporter.peer({ url: event.url, id: event.id, state: event.state, error: event.error, retryInMs: event.retryInMs });
+      return;
+    case 'peerDisconnected':
+      if (reporter instanceof JsonReporter) reporter.event(event);
+      else reporter.peer({ url: event.url, id: event.peer, state: 'dropped', reason: event.reason });
+      return;
+    case 'warning': {
+      const { type: _type, message, ...fields } = event;
+      reporter.warn(message, fields);
+      return;
     }
-    if (record && record.root !== root) {
-      reporter.info(`switching ${db} from ${record.root} to ${root}; the ${count(record.committedItems)} stored items are kept and skipped`, { resumed: true, storedItems: record.committedItems, storedRoot: record.root });
-    } else if (record?.complete) {
-      reporter.info(`${db} already holds the complete state under ${root}: checking the root and finishing`, { resumed: true, storedItems: record.committedItems });
-    } else if (record) {
-      const staged = record.stagedItems ? ` and ${count(record.stagedItems)} verified items of unfinished subtries` : '';
-      reporter.info(`resuming: ${db} already holds ${count(record.committedItems)} items (${formatBytes(record.committedBytes)})${staged} of ${root}`, { resumed: true, storedItems: record.committedItems + (record.stagedItems ?? 0), committedItems: record.committedItems, stagedItems: record.stagedItems ?? 0 });
-    } else {
-      reporter.info(`syncing ${root} into ${db} from ${options.peers.length} peer${options.peers.length === 1 ? '' : 's'}`, { resumed: false });
-    }
-
-    const urlOf = new Map(); // engine peer id -> URL
-    const dropped = new Set(); // engine peer ids the engine disconnected
-    const otherHeads = new Set(); // engine peer ids warned about announcing another root
-    let stopping = null;
-    let storeFailures = 0;
-    let lastCommitted = -1;
-    let latest; // the last progress report
-
-    const outcome = await new Promise((resolve) => {
-      let settled = false;
-      const finish = (value) => {
-        if (!settled) {
-          settled = true;
-          resolve(value);
-        }
-      };
-      const onEvent = (event) => {
-        if (event.type === 'peerDisconnected') {
-          dropped.add(event.peer);
-          const url = urlOf.get(event.peer);
-          if (reporter instanceof JsonReporter) reporter.event({ ...event, url });
-          else reporter.peer({ url, id: event.peer, state: 'dropped', reason: event.reason });
-          return;
-        }
-        if (event.type === 'progress' || event.type === 'finished') {
-          latest = event;
-          for (const p of event.peers ?? []) {
-            // A peer whose head is another root may well not hold this state: say so once.
-            if (p.headRoot && p.headRoot !== root && !otherHeads.has(p.peer)) {
-              otherHeads.add(p.peer);
-              reporter.warn(`peer ${urlOf.get(p.peer) ?? p.peer} announces head ${p.headRoot}, not ${root}; it may not hold this state`, { peer: p.peer, url: urlOf.get(p.peer), headRoot: p.headRoot });
-            }
-          }
-          if (event.committed > lastCommitted) {
-            if (lastCommitted >= 0) storeFailures = 0;
-            lastCommitted = event.committed;
-          }
-        }
-        reporter.event(event);
-        if (event.type === 'paused' && !stopping) {
-          // Only a store failure pauses a CLI sync. Retry the write a few times, then give up:
-          // every batch already written is whole, so the database stays resumable.
-          storeFailures++;
-          if (storeFailures > 3) {
-            stopping = 'store';
-            finish({ kind: 'store', message: `${event.reason}: ${event.message}` });
-          } else {
-            setTimeout(() => sync.resume(), 500 * 2 ** storeFailures);
-          }
-        }
-      };
-      const sync = new engine.StateSync({
-        root,
-        store,
-        switchRoot: options.switchRoot,
-        batchBytes: options.batchBytes,
-        batchItems: options.batchItems,
-        stallTimeoutMs: options.stallTimeoutMs,
-        maxInFlight: options.maxInFlight,
-        maxItemsPerRequest: options.maxItems,
-        progressIntervalMs: options.progressIntervalMs ?? (reporter instanceof TextReporter && reporter.tty ? 250 : 500),
-        onEvent,
-      });
-
-      // Ctrl-C and the watchdog stop through cancel(): the engine flushes what is complete,
-      // then start() resolves (with no progress, or one in phase 'cancelled').
-      control.stop = (reason) => {
-        if (stopping) return;
-        stopping = reason;
-        const cancel = () => {
-          // The engine exists once start() has opened the store; until then cancel() is a no-op.
-          if (sync.progress() === undefined) setTimeout(cancel, 20);
-          else sync.cancel();
-        };
-        cancel();
-        setTimeout(() => {
-          reporter.warn('the flush did not finish within 15 s; exiting (written batches are intact)');
-          finish({ kind: reason });
-        }, 15_000).unref();
-      };
-
-      sync.start().then(
-        // A cancelled sync resolves too (undefined, or a progress with phase 'cancelled').
-        (progress) => finish(progress?.phase === 'done' ? { kind: 'finished', progress } : { kind: stopping ?? 'interrupted', progress }),
-        (error) => finish({ kind: 'error', error }),
-      );
-
-      let everConnected = false;
-      transport = connectPeers({
-        urls: options.peers,
-        sync,
-        WebSocket,
-        backoff: { initialMs: 250, maxMs: 5_000 },
-        onChange: (peer) => {
-          urlOf.set(peer.id, peer.url);
-          const was = peer.reported;
-          peer.reported = peer.state;
-          if (peer.state === 'open' && was !== 'open') {
-            everConnected = true;
-            reporter.peer({ url: peer.url, id: peer.id, state: 'open' });
-          } else if (was === 'open' && peer.state !== 'open' && !stopping && !settled) {
-            if (!dropped.has(peer.id)) reporter.peer({ url: peer.url, state: 'lost', error: peer.lastError });
-          } else if (reporter instanceof JsonReporter && peer.state === 'waiting' && was !== 'waiting' && !settled) {
-            reporter.peer({ url: peer.url, state: 'waiting', error: peer.lastError, retryInMs: Math.max(0, (peer.retryAt ?? 0) - Date.now()) });
-          }
-        },
-      });
-
-      // Unreachable peers: nobody connected for connectTimeoutMs (at start, or after losing all).
-      let noPeerSince = Date.now();
-      watchdog = setInterval(() => {
-        if (transport.peers.some((p) => p.state === 'open')) {
-          noPeerSince = null;
-          return;
-        }
-        noPeerSince ??= Date.now();
-        if (options.connectTimeoutMs > 0 && Date.now() - noPeerSince >= options.connectTimeoutMs && !stopping) {
-          const why = transport.peers.map((p) => `${p.url}${p.lastError ? ` (${p.lastError})` : ''}`).join(', ');
-          const seconds = options.connectTimeoutMs / 1000;
-          control.unreachable = everConnected ? `lost every peer for ${seconds} s: ${why}` : `no peer reachable within ${seconds} s: ${why}`;
-          control.stop('unreachable');
-        }
-      }, 100);
-    });
-
-    clearInterval(watchdog);
-    transport.close();
-    const elapsedMs = Date.now() - startedAt;
-    reporter.done();
-
-    if (outcome.kind === 'finished') {
-      const p = outcome.progress;
-      return {
-        progress: p,
-        fields: {
-          root,
-          db,
-          processed: p.processed,
-          restored: p.restored,
-          committed: p.committed,
-          committedBytes: p.committedBytes,
-          skipped: p.skipped,
-          duplicate: p.duplicate,
-          unexpected: p.unexpected,
-          bytesReceived: p.bytesReceived,
-          elapsedMs,
-          resumed: Boolean(record),
-        },
-      };
-    }
-    const last = await engine.readProgress({ store }).catch(() => null);
-    const storedItems = (last?.committedItems ?? 0) + (last?.stagedItems ?? 0);
-    const stored = last ? `${count(storedItems)} items (${formatBytes(last.committedBytes + (last.stagedBytes ?? 0))}) stored in ${db}` : `nothing stored in ${db} yet`;
-    const fields = { committed: last?.committedItems ?? 0, staged: last?.stagedItems ?? 0, processed: outcome.progress?.processed ?? latest?.processed ?? 0 };
-    switch (outcome.kind) {
-      case 'interrupted':
-        throw new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
-      case 'unreachable':
-        throw new CliError(EXIT.UNREACHABLE, 'UNREACHABLE', `${control.unreachable}; ${stored}`, fields);
-      case 'store':
-        throw new CliError(EXIT.STORE, 'STORE', `writing to ${db} keeps failing (${outcome.message}); ${stored}`, fields);
-      default:
-        throw syncError(outcome.error, db, stored, fields);
-    }
-  } finally {
-    clearInterval(watchdog);
-    transport?.close();
-    await store.close().catch(() => {});
+    default:
+      reporter.event(event);
   }
 }
 
-/** Maps a start() rejection to an exit code. */
-function syncError(err, db, stored = '', fields = {}) {
+/** A syncState rejection as the CLI's exit code and message. */
+function syncFailure(err, db) {
+  if (err instanceof CliError) return err;
   const code = err?.code ?? 'FAILED';
   const message = err?.message ?? String(err);
-  if (code === 'STALLED') {
-    return new CliError(EXIT.STALLED, code, `${message}; everything verified is written (${stored}): run the same command again when a peer that has ${err.first ?? 'the rest'} is available`, { ...fields, first: err.first, unservable: err.unservable });
+  const items = (err?.committed ?? 0) + (err?.staged ?? 0);
+  const stored = items ? `${count(items)} items (${formatBytes((err.committedBytes ?? 0) + (err.stagedBytes ?? 0))}) stored in ${db}` : `nothing stored in ${db} yet`;
+  const fields = err?.committed === undefined ? {} : { committed: err.committed, staged: err.staged ?? 0, processed: err.processed };
+  // The store's diagnosis of a failed read or write (a full disk, permissions): the line ends
+  // with what to do.
+  if (err?.failure) return new CliError(EXIT.STORE, err.failure.code, `${err.failure.reason}; ${stored}: ${err.failure.advice}`, fields);
+  switch (code) {
+    case 'STALLED':
+      return new CliError(EXIT.STALLED, code, `${message}; everything verified is written (${stored}): run the same command again when a peer that has ${err.first ?? 'the rest'} is available`, { ...fields, first: err.first, unservable: err.unservable });
+    case 'ABORTED':
+      return new CliError(EXIT.INTERRUPTED, 'INTERRUPTED', `interrupted: ${stored}; run the same command again to resume`, fields);
+    case 'UNREACHABLE':
+      return new CliError(EXIT.UNREACHABLE, code, `${err.reason}; ${stored}`, fields);
+    case 'ROOT_MISMATCH':
+      return new CliError(
+        EXIT.ROOT_MISMATCH,
+        code,
+        `the database ${db} holds a sync towards another root, ${err.storedRoot} (${err.storedComplete ? 'complete' : `${count(err.storedItems)} items stored`}); ` +
+          'run again with --switch-root to sync it towards the new root keeping what is stored, or use another --db',
+        { storedRoot: err.storedRoot },
+      );
+    case 'BAD_ROOT':
+      return new CliError(EXIT.BAD_ROOT, code, message);
+    case 'BAD_OPTION':
+      return new CliError(EXIT.USAGE, 'USAGE', message);
+    case 'LOCKED':
+      return new CliError(EXIT.LOCKED, code, message);
+    case 'STORE_BLOCKED':
+      return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
+    case 'NOT_BUILT':
+      return new CliError(EXIT.FAILED, code, message);
+    default:
+      // Opening the database failed (leveldb-store's StoreOpenError): the message ends with the advice.
+      if (err?.advice !== undefined || code === 'OPEN_FAILED') return new CliError(EXIT.STORE, code, message);
+      if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, `${err.reason ? `writing to ${db}: ${err.reason}` : `storage failed: ${message}`}; ${stored}: fix the cause and run the same command again`, fields);
+      return new CliError(EXIT.FAILED, code, `sync failed: ${message}`, fields);
   }
-  if (code === 'ROOT_MISMATCH') return new CliError(EXIT.ROOT_MISMATCH, code, `${message} (the CLI flag is --switch-root)`);
-  if (code === 'BAD_ROOT') return new CliError(EXIT.BAD_ROOT, code, message);
-  if (code === 'STORE_BLOCKED') return new CliError(EXIT.LOCKED, 'LOCKED', `the database ${db} is locked: ${message}`);
-  if (code.startsWith('STORE_')) return new CliError(EXIT.STORE, code, `storage failed: ${message}`);
-  return new CliError(EXIT.FAILED, code, `sync failed: ${message}`);
 }
 
 // ── verify ──────────────────────────────────────────────────────────────────────────────
@@ -490,36 +385,37 @@ exit codes: 0 complete, 2 bad arguments, 3 malformed root, 6 database locked,
     if (values.db === undefined) throw usageError('verify', '--db DIR is required');
     let root = values.root === undefined ? undefined : parseRoot(values.root);
     const reporter = reporterFor(values);
-    const result = await runVerify({ db: values.db, root }, reporter);
+    const result = await runVerify({ db: values.db, root });
     reporter.result({ type: 'verified', ok: true, exitCode: EXIT.OK, ...result.fields, text: verifySummary(result.fields) });
     return EXIT.OK;
   },
 };
 
-async function runVerify({ db, root }, reporter) {
-  const engine = wasm();
-  const store = await openStore(db, { createIfMissing: false });
+async function runVerify({ db, root }) {
+  const { verifyState } = await lib();
   try {
-    const record = await engine.readProgress({ store }).catch(() => null);
-    if (!root) {
-      if (!record) throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `${db} holds no sync (no progress record); pass --root HASH to walk a root anyway`);
-      root = record.root;
-    }
-    const startedAt = Date.now();
-    let stats;
-    try {
-      stats = await engine.verifyStore({ root, store });
-    } catch (err) {
-      if (err.code === 'INCOMPLETE') {
-        const partial = record && record.root === root && !record.complete ? ` (a sync towards it stopped after ${count(record.committedItems)} items: run sync again to finish)` : '';
-        throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `the state under ${root} in ${db} is incomplete: ${err.message}${partial}`, { root });
+    const { record: _record, ...report } = await verifyState({ db, root });
+    return { fields: { db, ...report } };
+  } catch (err) {
+    if (err.failure) throw new CliError(EXIT.STORE, err.failure.code, `${err.failure.reason}: ${err.failure.advice}`);
+    switch (err.code) {
+      case 'INCOMPLETE': {
+        if (err.root === undefined) throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `${db} holds no sync (no progress record); pass --root HASH to walk a root anyway`);
+        const r = err.record;
+        const partial = r && r.root === err.root && !r.complete ? ` (a sync towards it stopped after ${count(r.committedItems)} items: run sync again to finish)` : '';
+        throw new CliError(EXIT.INCOMPLETE, 'INCOMPLETE', `the state under ${err.root} in ${db} is incomplete: ${err.message}${partial}`, { root: err.root });
       }
-      if (err.code === 'BAD_ROOT') throw new CliError(EXIT.BAD_ROOT, err.code, err.message);
-      throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}`);
+      case 'BAD_ROOT':
+        throw new CliError(EXIT.BAD_ROOT, err.code, err.message);
+      case 'LOCKED':
+        throw new CliError(EXIT.LOCKED, 'LOCKED', err.message);
+      case 'NOT_BUILT':
+        throw new CliError(EXIT.FAILED, err.code, err.message);
+      default:
+        // Opening the database failed (leveldb-store's StoreOpenError): the message ends with the advice.
+        if (err.advice !== undefined || err.code === 'OPEN_FAILED') throw new CliError(EXIT.STORE, err.code, err.message);
+        throw new CliError(EXIT.STORE, err.code ?? 'STORE', `reading ${db} failed: ${err.message}; fix the cause and run the same command again`);
     }
-    return { fields: { root, db, ...stats, bytes: stats.nodeBytes + stats.codeBytes, elapsedMs: Date.now() - startedAt } };
-  } finally {
-    await store.close().catch(() => {});
   }
 }
 
@@ -549,6 +445,13 @@ const FAULT_FLAGS = {
   'close-after': 'closeAfter',
 };
 
+/** serve's limit flags and the `startPeerServer` limits they set. */
+const LIMIT_FLAGS = {
+  'max-connections': 'maxConnections',
+  'max-in-flight': 'maxInFlight',
+  'max-queued-bytes': 'maxQueuedBytes',
+};
+
 const SERVE = {
   summary: 'serve a state to peers over WebSocket (genesis file, synthetic state or synced database)',
   usage: `usage: statesync serve (--genesis FILE | --synthetic ACCOUNTS[:SEED] | --db DIR [--root HASH]) [options]
@@ -569,6 +472,13 @@ options:
   --network-id N            network id in the Status frame (default 1)
   --json                    print 'listening' and final 'stats' as JSON lines
   -h, --help                this help
+
+limits (what one client may make the server hold; refusals are counted in the stats):
+  --max-connections N       open connections; more are refused with HTTP 503 (default ${DEFAULT_LIMITS.maxConnections})
+  --max-in-flight N         requests answered at once per connection; past it the
+                            connection is not read until one is sent (default ${DEFAULT_LIMITS.maxInFlight})
+  --max-queued-bytes N      answer bytes waiting for a client that does not read; past it
+                            answers wait, and so does reading (default ${DEFAULT_LIMITS.maxQueuedBytes})
 
 fault injection (a test peer; rates are probabilities per request, 0 to 1):
   --latency MS              delay before each answer
@@ -597,7 +507,7 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     json: { type: 'boolean' },
     faults: { type: 'string' },
     seed: { type: 'string' },
-    ...Object.fromEntries(Object.keys(FAULT_FLAGS).map((k) => [k, { type: 'string' }])),
+    ...Object.fromEntries([...Object.keys(FAULT_FLAGS), ...Object.keys(LIMIT_FLAGS)].map((k) => [k, { type: 'string' }])),
   },
   async run(values) {
     const sources = ['genesis', 'synthetic', 'db'].filter((k) => values[k] !== undefined);
@@ -617,16 +527,18 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
       const rate = flag.endsWith('-rate');
       faults[key] = number('serve', flag, values[flag], { max: rate ? 1 : Infinity, integer: !rate });
     }
+    const limits = {};
+    for (const [flag, key] of Object.entries(LIMIT_FLAGS)) limits[key] = number('serve', flag, values[flag], { min: 1 }) ?? DEFAULT_LIMITS[key];
     const synthetic = values.synthetic === undefined ? undefined : parseSynthetic('serve', values.synthetic);
     const root = values.root === undefined ? undefined : parseRoot(values.root);
     const reporter = reporterFor(values);
 
-    const engine = wasm();
+    const engine = await lib();
     let source;
     let store;
     let describe;
     if (values.genesis !== undefined) {
-      source = genesisSource(values.genesis);
+      source = await genesisSource(values.genesis);
       describe = `${count(source.accounts)} accounts, ${count(source.nodeCount)} nodes, ${count(source.codeCount)} codes, ${formatBytes(source.bytes)}`;
     } else if (synthetic) {
       source = engine.StateSource.synthetic(synthetic.accounts, synthetic.seed);
@@ -642,13 +554,14 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
       if (!record || record.root !== announced || !record.complete) {
         reporter.warn(`${values.db} does not hold the complete state under ${announced}: peers get what is stored`);
       }
+      const { levelSource } = await import('../lib/leveldb-store.mjs');
       source = levelSource(store, announced, engine);
       describe = `database ${values.db}${record ? `, ${count(record.committedItems)} items (${formatBytes(record.committedBytes)})` : ''}`;
     }
 
     let server;
     try {
-      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, seed, log: (m) => reporter.warn(m) });
+      server = await startPeerServer({ source, port, host: values.host ?? '127.0.0.1', networkId, faults, limits, seed, log: (m) => reporter.warn(m) });
     } catch (err) {
       await store?.close();
       throw new CliError(EXIT.FAILED, err.code ?? 'LISTEN', `cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${err.message}`);
@@ -669,7 +582,9 @@ exit codes: 0 stopped by Ctrl-C, 2 bad arguments, 3 malformed root, 6 database l
     await server.close();
     await store?.close();
     const s = server.stats;
-    reporter.result({ type: 'stats', ...s, text: `stopped: ${s.connections} connections, ${s.requests} requests, ${s.answered} answered` });
+    const refused = Object.entries(s.refused).filter(([, n]) => n > 0);
+    const refusedText = refused.length ? `; refused: ${refused.map(([kind, n]) => `${count(n)} ${kind}`).join(', ')}` : '; refused nothing';
+    reporter.result({ type: 'stats', ...s, limits: server.limits, text: `stopped: ${count(s.connections)} connections, ${count(s.requests)} requests, ${count(s.answered)} answered${refusedText}` });
     return EXIT.OK;
   },
 };
@@ -682,7 +597,8 @@ function parseSynthetic(command, text) {
   return { accounts: Number(m[1]), seed: Number(m[2] ?? 1) };
 }
 
-function genesisSource(file) {
+async function genesisSource(file) {
+  const { StateSource } = await lib();
   let json;
   try {
     json = fs.readFileSync(file, 'utf8');
@@ -690,7 +606,7 @@ function genesisSource(file) {
     throw new CliError(EXIT.USAGE, 'USAGE', `cannot read the genesis file ${file}: ${err.code ?? err.message}`);
   }
   try {
-    return wasm().StateSource.fromGenesis(json);
+    return StateSource.fromGenesis(json);
   } catch (err) {
     throw new CliError(EXIT.USAGE, err.code ?? 'BAD_GENESIS', `${file} is not a genesis allocation: ${err.message}`);
   }
@@ -742,7 +658,7 @@ exit codes: as 'statesync sync' and 'statesync verify'; 0 after Ctrl-C while ser
     const t0 = Date.now();
 
     if (values.fresh) fs.rmSync(db, { recursive: true, force: true });
-    const source = synthetic ? wasm().StateSource.synthetic(synthetic.accounts, synthetic.seed) : genesisSource(GENESIS_FIXTURE);
+    const source = synthetic ? (await lib()).StateSource.synthetic(synthetic.accounts, synthetic.seed) : await genesisSource(GENESIS_FIXTURE);
     const root = source.root;
     const what = synthetic ? `a synthetic state (seed ${synthetic.seed})` : 'the mainnet genesis state';
     reporter.info(`statesync demo: ${what}, ${count(source.accounts)} accounts, ${count(source.nodeCount)} trie nodes, ${count(source.codeCount)} contract codes, ${formatBytes(source.bytes)}, root ${shortHash(root)}`, { root });
@@ -765,7 +681,7 @@ exit codes: as 'statesync sync' and 'statesync verify'; 0 after Ctrl-C while ser
       // The demo database follows whichever state the demo runs (genesis or synthetic).
       synced = await syncWithSignals({ peers: urls, root, db, switchRoot: true, connectTimeoutMs: 10_000 }, reporter);
       reporter.info(`verifying ${db} from the root …`);
-      verified = await runVerify({ db, root }, reporter);
+      verified = await runVerify({ db, root });
     } catch (err) {
       await closeServers();
       throw err;
