@@ -6,9 +6,10 @@
 //!
 //! `--engine-only` runs one engine pass per state and nothing else, for a profiler:
 //! `valgrind --tool=callgrind --toggle-collect='*engine_pass*' target/release/bench-native
-//! --sizes 100000 --engine-only` counts the engine's instructions (serving included; it is
-//! `statesync_core::serve::answer`'s inclusive count). `--limit-only` runs one limit pass
-//! per state (`--toggle-collect='*limit_pass*'`).
+//! --sizes 100000 --engine-only` counts the engine's instructions, serving excluded (the
+//! peers' server is a closure of `engine_pass`, whose name matches too, so collection is
+//! toggled off while it runs). `--limit-only` runs one limit pass per state
+//! (`--toggle-collect='*limit_pass*'`).
 //!
 //! Sizes are target hashed-node counts; the synthetic generator is sized to reach them at
 //! `--items-per-account` (3.2, the benchmarks' naming, lands 9-10 % short at 1M and more;
