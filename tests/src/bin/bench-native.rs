@@ -18,7 +18,9 @@
 //! store that discards writes and answers lookups "absent": what the engine itself holds.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -122,6 +124,8 @@ struct Bench {
 struct Pass {
     /// The engine's seconds, serving excluded.
     secs: f64,
+    /// The same on the thread's CPU clock (when the system has one).
+    cpu_secs: Option<f64>,
     /// The largest live-entries and pending figures sampled.
     live_entries: usize,
     pending: u64,
@@ -130,7 +134,7 @@ struct Pass {
 impl Bench {
     fn measure(&self, name: &str, state: &BuiltState) {
         if self.limit_only {
-            let secs = limit_pass(&state.store);
+            let (secs, _) = limit_pass(&state.store);
             println!("{{\"state\":\"{name}\",\"limit_seconds\":{secs:.3}}}");
             return;
         }
@@ -143,23 +147,41 @@ impl Bench {
             return;
         }
         let items = state.store.node_count() + state.store.code_count();
-        let limit = best_of(self.repeat, || limit_pass(&state.store));
-        let mut engine_best = f64::MAX;
+        let (mut limit, mut limit_cpu) = (Best::default(), Best::default());
+        for _ in 0..self.repeat.max(1) {
+            let (secs, cpu) = limit_pass(&state.store);
+            limit.add(Some(secs));
+            limit_cpu.add(cpu);
+        }
+        let (mut engine, mut engine_cpu) = (Best::default(), Best::default());
         let mut peak = 0;
-        for _ in 0..self.repeat {
+        for _ in 0..self.repeat.max(1) {
             let baseline = LIVE.load(Ordering::Relaxed);
             PEAK.store(baseline, Ordering::Relaxed);
             let pass = self.engine_pass(state);
             peak = peak.max(PEAK.load(Ordering::Relaxed) - baseline);
-            engine_best = engine_best.min(pass.secs);
+            engine.add(Some(pass.secs));
+            engine_cpu.add(pass.cpu_secs);
         }
         let pass = self.engine_pass(state);
+        // On the thread's CPU clock too: on a shared machine, wall time also counts the
+        // time the thread waited for a core, and that varies from pass to pass.
+        let cpu = match (limit_cpu.0, engine_cpu.0) {
+            (Some(limit), Some(engine)) => format!(
+                ",\"limit_cpu_items_per_sec\":{:.0},\"engine_cpu_items_per_sec\":{:.0},\"engine_to_limit_cpu\":{:.3}",
+                items as f64 / limit,
+                items as f64 / engine,
+                limit / engine
+            ),
+            _ => String::new(),
+        };
+        let (limit, engine) = (limit.or_max(), engine.or_max());
         println!(
-            "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{},\"max_pending\":{},\"peers\":{},\"max_fetches_per_depth\":{},\"pending_bound\":{}}}",
+            "{{\"state\":\"{name}\",\"items\":{items},\"bytes\":{},\"limit_items_per_sec\":{:.0},\"engine_items_per_sec\":{:.0},\"engine_to_limit\":{:.3}{cpu},\"peak_engine_heap_bytes\":{peak},\"max_live_entries\":{},\"max_pending\":{},\"peers\":{},\"max_fetches_per_depth\":{},\"pending_bound\":{}}}",
             state.store.bytes(),
             items as f64 / limit,
-            items as f64 / engine_best,
-            limit / engine_best,
+            items as f64 / engine,
+            limit / engine,
             pass.live_entries,
             pass.pending,
             self.peers,
@@ -169,14 +191,57 @@ impl Bench {
     }
 }
 
-fn best_of(repeat: usize, mut f: impl FnMut() -> f64) -> f64 {
-    (0..repeat.max(1)).map(|_| f()).fold(f64::MAX, f64::min)
+/// The shortest of some timings, if any was taken.
+#[derive(Default)]
+struct Best(Option<f64>);
+
+impl Best {
+    fn add(&mut self, secs: Option<f64>) {
+        if let Some(secs) = secs {
+            self.0 = Some(self.0.map_or(secs, |best| best.min(secs)));
+        }
+    }
+
+    fn or_max(&self) -> f64 {
+        self.0.unwrap_or(f64::MAX)
+    }
 }
 
-/// keccak and node decoding of every item, nothing else: what no sync can beat.
+/// The calling thread's time on a CPU, from Linux's `/proc/thread-self/schedstat` (its first
+/// field, in nanoseconds), read again through one open file. `None` where there is none.
+struct CpuClock(Option<RefCell<File>>);
+
+impl CpuClock {
+    fn new() -> CpuClock {
+        CpuClock(
+            File::open("/proc/thread-self/schedstat")
+                .ok()
+                .map(RefCell::new),
+        )
+    }
+
+    fn now(&self) -> Option<Duration> {
+        let mut file = self.0.as_ref()?.borrow_mut();
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0)).ok()?;
+        file.read_to_string(&mut text).ok()?;
+        let nanos = text.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
+    /// Seconds on a CPU since `start`.
+    fn since(&self, start: Option<Duration>) -> Option<f64> {
+        Some(self.now()?.checked_sub(start?)?.as_secs_f64())
+    }
+}
+
+/// keccak and node decoding of every item, nothing else: what no sync can beat. Wall and
+/// CPU seconds.
 #[inline(never)]
-fn limit_pass(store: &MemoryStore) -> f64 {
+fn limit_pass(store: &MemoryStore) -> (f64, Option<f64>) {
     let keys = store.keys();
+    let cpu = CpuClock::new();
+    let cpu_started = cpu.now();
     let started = Instant::now();
     let mut decoded = 0usize;
     for key in &keys {
@@ -188,7 +253,8 @@ fn limit_pass(store: &MemoryStore) -> f64 {
         std::hint::black_box(hash);
     }
     std::hint::black_box(decoded);
-    started.elapsed().as_secs_f64()
+    let secs = started.elapsed().as_secs_f64();
+    (secs, cpu.since(cpu_started))
 }
 
 impl Bench {
@@ -201,6 +267,8 @@ impl Bench {
     /// do not pile up in memory.
     #[inline(never)]
     fn engine_pass(&self, state: &BuiltState) -> Pass {
+        let cpu = CpuClock::new();
+        let cpu_started = cpu.now();
         let started = Instant::now();
         let mut net = TestNet::new(&state.store, state.root, self.config.clone());
         net.store = TestStore::Discard;
@@ -211,10 +279,17 @@ impl Bench {
         };
         // The peers' serving is not the engine's work: on a network it runs elsewhere.
         let serving = Cell::new(Duration::ZERO);
+        let serving_cpu = Cell::new(Some(Duration::ZERO));
         net.set_server(Box::new(|_peer, frame: &[u8]| {
+            let serve_cpu_started = cpu.now();
             let serve_started = Instant::now();
             let answer = serve::answer(frame, Default::default(), |k: StoreKey| state.store.get(k));
             serving.set(serving.get() + serve_started.elapsed());
+            let spent = cpu
+                .now()
+                .zip(serve_cpu_started)
+                .map(|(end, start)| end - start);
+            serving_cpu.set(serving_cpu.get().zip(spent).map(|(sum, more)| sum + more));
             match answer {
                 Ok(ServeOutcome::Answer(reply)) => Some(reply),
                 _ => None,
@@ -236,9 +311,15 @@ impl Bench {
         .expect("engine did not finish");
         assert!(net.engine.is_done(), "engine ended without finishing");
         let elapsed = started.elapsed();
+        let cpu_end = cpu.now();
         drop(net);
+        let cpu_secs = cpu_end
+            .zip(cpu_started)
+            .zip(serving_cpu.get())
+            .map(|((end, start), serving)| (end - start).saturating_sub(serving).as_secs_f64());
         Pass {
             secs: (elapsed - serving.get()).as_secs_f64(),
+            cpu_secs,
             live_entries,
             pending,
         }
