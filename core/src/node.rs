@@ -117,11 +117,9 @@ impl ChildRef {
     }
 }
 
-fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
-    if !item.is_list {
-        return Err(NodeError::NotAList);
-    }
-    // At most 17 items are kept; the count is still checked in full.
+/// The items of a node's list and how many there are: at most 17 are kept, the count is
+/// still checked in full.
+fn node_items(item: Item<'_>) -> Result<([Option<Item<'_>>; 17], usize), NodeError> {
     let mut items: [Option<Item<'_>>; 17] = [None; 17];
     let mut count = 0;
     for next in item.list()? {
@@ -131,6 +129,14 @@ fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
         }
         count += 1;
     }
+    Ok((items, count))
+}
+
+fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
+    if !item.is_list {
+        return Err(NodeError::NotAList);
+    }
+    let (items, count) = node_items(item)?;
     match count {
         2 => decode_short(items[0].unwrap_or(EMPTY), items[1].unwrap_or(EMPTY)),
         17 => {
@@ -266,6 +272,22 @@ pub enum ChildAt<'p, 'a> {
     Value { path: &'p Nibbles, value: &'a [u8] },
 }
 
+impl<'a> ChildAt<'_, 'a> {
+    /// The child with a path of its own, as [`TrieNode::visit_children`] gives it.
+    pub fn to_node_child(self) -> NodeChild<'a> {
+        match self {
+            ChildAt::Hash { path, hash } => NodeChild::Hash {
+                path: path.clone(),
+                hash,
+            },
+            ChildAt::Value { path, value } => NodeChild::Value {
+                path: path.clone(),
+                value,
+            },
+        }
+    }
+}
+
 /// Reads an encoded node in place, without building a [`TrieNode`]: it refuses exactly what
 /// [`TrieNode::decode`] refuses, with the same error, and calls `visit` for every hashed child
 /// and (if `values`) every value below the node, in the order of
@@ -306,15 +328,7 @@ impl<'a, V: FnMut(ChildAt<'_, 'a>)> Walk<'_, V> {
         if !item.is_list {
             return Err(NodeError::NotAList);
         }
-        let mut items: [Option<Item<'a>>; 17] = [None; 17];
-        let mut count = 0;
-        for next in item.list()? {
-            let next = next?;
-            if count < items.len() {
-                items[count] = Some(next);
-            }
-            count += 1;
-        }
+        let (items, count) = node_items(item)?;
         match count {
             2 => self.short(items[0].unwrap_or(EMPTY), items[1].unwrap_or(EMPTY)),
             17 => {
@@ -538,16 +552,7 @@ mod tests {
         let mut path = start.clone();
         let mut walked = Vec::new();
         let shape = visit_encoded(blob, &mut path, true, &mut |child| {
-            walked.push(match child {
-                ChildAt::Hash { path, hash } => NodeChild::Hash {
-                    path: path.clone(),
-                    hash,
-                },
-                ChildAt::Value { path, value } => NodeChild::Value {
-                    path: path.clone(),
-                    value,
-                },
-            })
+            walked.push(child.to_node_child())
         });
         assert_eq!(path, start, "the path was not restored");
         // Without values: the same verdict and shape, and only the hashed children.

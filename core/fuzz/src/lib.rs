@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use statesync_core::node::{visit_encoded, ChildAt, ChildRef, NodeChild, NodeShape};
+use statesync_core::node::{visit_encoded, ChildRef, NodeShape};
 use statesync_core::scheduler::{SchedulerConfig, DEFAULT_MAX_PENDING};
 use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
 use statesync_core::synthetic::{generate, SyntheticConfig};
@@ -27,16 +27,7 @@ pub fn node_decode(data: &[u8]) {
     let mut path = start.clone();
     let mut walked = Vec::new();
     let shape = visit_encoded(data, &mut path, true, &mut |child| {
-        walked.push(match child {
-            ChildAt::Hash { path, hash } => NodeChild::Hash {
-                path: path.clone(),
-                hash,
-            },
-            ChildAt::Value { path, value } => NodeChild::Value {
-                path: path.clone(),
-                value,
-            },
-        })
+        walked.push(child.to_node_child())
     });
     assert_eq!(path, start, "visit_encoded did not restore the path");
     let node = match TrieNode::decode(data) {
