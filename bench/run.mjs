@@ -358,7 +358,7 @@ function buildRows(r) {
 
 function formatFigure(value, unit) {
   if (value === null || value === undefined || !Number.isFinite(value)) return '—';
-  if (unit === 'items/s' || unit === 'items/virtual s') return Math.round(value).toLocaleString('en-US');
+  if (unit === 'items/s' || unit === 'items/virtual s' || unit === 'items/CPU s') return Math.round(value).toLocaleString('en-US');
   if (unit === '×') return value.toFixed(2);
   if (unit === 'ops' || unit === 'items') return Math.round(value).toLocaleString('en-US');
   return value.toFixed(1);
