@@ -48,10 +48,10 @@ await init();
 const source = StateSource.fromGenesis(await fs.readFile(path.join(REPO, 'fixtures/genesis_mainnet.json'), 'utf8'));
 
 /** Starts peers, the static server and a fresh Chromium profile; `run(env)`; cleans up. */
-async function withSetup({ peerFaults, name, state = source }, run) {
+async function withSetup({ peerFaults, name, state = source, config = {} }, run) {
   const peers = [];
   for (const [i, faults] of peerFaults.entries()) peers.push(await startPeerServer({ source: state, faults, seed: 100 + i }));
-  const site = await startStaticServer({ config: { peers: peers.map((p) => p.url), root: state.root } });
+  const site = await startStaticServer({ config: { peers: peers.map((p) => p.url), root: state.root, ...config } });
   const profile = await fs.mkdtemp(path.join(os.tmpdir(), `statesync-e2e-${name}-`));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -139,10 +139,12 @@ async function checkVerified(page, h) {
 }
 
 test('the page syncs the mainnet genesis into IndexedDB, resumes by itself after a reload and verifies it', async (t) => {
-  // Slow peers with small answers, so that there is a middle to reload in (about ten
-  // progress events at 500 ms).
-  const slow = { latencyMs: 250, jitterMs: 100, maxItems: 96 };
-  await withSetup({ name: 'reload', peerFaults: [slow, slow, slow] }, async ({ page, site, problems }) => {
+  // Slow peers with small answers and small batches, so that there is a middle to reload in
+  // whatever the machine's load: about 40 round trips of 250-350 ms (a busy machine only makes
+  // it longer), and a batch lands every ~550 items (64 KiB) instead of after the time cut, so
+  // some of the state is committed long before 70 %.
+  const slow = { latencyMs: 250, jitterMs: 100, maxItems: 24 };
+  await withSetup({ name: 'reload', peerFaults: [slow, slow, slow], config: { batchBytes: 65536 } }, async ({ page, site, problems }) => {
     await openAndStart(page, site);
     const before = await waitFor(
       page,
