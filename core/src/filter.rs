@@ -10,58 +10,57 @@
 
 use crate::store::{ItemKind, StoreKey};
 
-/// Probes per key.
+/// Bits set per key, all in one 64-bit word: one memory access per key, where probes spread
+/// over the whole filter cost one cache miss each (the sync asks for every child it finds).
 const PROBES: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct KeyFilter {
     words: Vec<u64>,
-    /// Bits in the filter minus one: a power of two, so a probe is a mask.
+    /// Words in the filter minus one: a power of two, so a word index is a mask.
     mask: u64,
 }
 
 impl KeyFilter {
-    /// A filter of about `bytes` bytes (rounded down to a power of two, at least 64 bits).
+    /// A filter of about `bytes` bytes (rounded down to a power of two, at least one word).
     pub fn new(bytes: usize) -> KeyFilter {
-        let wanted = bytes.saturating_mul(8).max(64);
-        let bits = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let wanted = (bytes / 8).max(1);
+        let words = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
         KeyFilter {
-            words: vec![0; bits / 64],
-            mask: bits as u64 - 1,
+            words: vec![0; words],
+            mask: words as u64 - 1,
         }
     }
 
-    /// Bits of the filter's positions for `key`. Keys are keccak digests, so their own bytes
-    /// are uniform; code and node keys of one hash get different positions.
-    fn positions(key: &StoreKey) -> [u64; PROBES] {
+    /// The word of `key` and the bits it sets there. Keys are keccak digests, so their own
+    /// bytes are uniform; code and node keys of one hash get different words.
+    fn slot(&self, key: &StoreKey) -> (usize, u64) {
         let h = &key.hash.0;
         let salt = if key.kind == ItemKind::Code {
             0x9e37_79b9_7f4a_7c15
         } else {
             0
         };
-        let mut out = [0u64; PROBES];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&h[i * 8..i * 8 + 8]);
-            *slot = u64::from_le_bytes(word) ^ salt;
-        }
-        out
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&h[at..at + 8]);
+            u64::from_le_bytes(bytes) ^ salt
+        };
+        let index = (word(8) & self.mask) as usize;
+        let positions = word(16);
+        let bits = (0..PROBES).fold(0u64, |bits, i| bits | 1 << ((positions >> (6 * i)) & 63));
+        (index, bits)
     }
 
     pub fn insert(&mut self, key: &StoreKey) {
-        for p in Self::positions(key) {
-            let bit = p & self.mask;
-            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
-        }
+        let (index, bits) = self.slot(key);
+        self.words[index] |= bits;
     }
 
     /// False when `key` was certainly never inserted.
     pub fn may_contain(&self, key: &StoreKey) -> bool {
-        Self::positions(key).iter().all(|p| {
-            let bit = p & self.mask;
-            self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
-        })
+        let (index, bits) = self.slot(key);
+        self.words[index] & bits == bits
     }
 
     pub fn bytes(&self) -> usize {
@@ -91,7 +90,8 @@ mod tests {
         let false_maybes = (20_000u32..40_000)
             .filter(|i| filter.may_contain(&StoreKey::node(keccak256(&i.to_le_bytes()))))
             .count();
-        // 20k keys in 512k bits with 4 probes: about 0.2 % false positives.
+        // 20k keys in 512k bits, 4 bits in one word of each: about 0.3 % false positives
+        // (0.2 % with the bits spread over the whole filter).
         assert!(false_maybes < 200, "{false_maybes} false maybes");
         // The same hash as code is another key.
         assert!(!filter.may_contain(&StoreKey::code(keys[0].hash)) || filter.may_contain(&keys[0]));
@@ -101,5 +101,6 @@ mod tests {
     fn size_rounds_down_to_a_power_of_two() {
         assert_eq!(KeyFilter::new(100_000).bytes(), 65_536);
         assert_eq!(KeyFilter::new(0).bytes(), 8);
+        assert_eq!(KeyFilter::new(15).bytes(), 8);
     }
 }

@@ -10,8 +10,18 @@ use thiserror::Error;
 use crate::hex;
 
 /// A keccak-256 digest: a trie node's or code blob's key in the store.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct H256(pub [u8; 32]);
+
+/// Hashes only the leading eight bytes: a digest's bytes are uniform already, and the sync's
+/// tables hash a digest for every item it handles.
+impl core::hash::Hash for H256 {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut lead = [0u8; 8];
+        lead.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(lead));
+    }
+}
 
 /// `keccak256(rlp(""))`: the root of a trie with no entries. Never fetched or stored.
 pub const EMPTY_ROOT_HASH: H256 = H256([
@@ -94,13 +104,16 @@ impl Hasher for DigestHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Fold arbitrary input (the derive writes the array length first) so any key works.
+        // Fold arbitrary input so any key works.
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-            self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.write_u64(u64::from_le_bytes(word));
         }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -55,7 +55,8 @@ pub use nibbles::Nibbles;
 pub use node::{NodeError, TrieNode};
 pub use progress::{Progress, ProgressRecord};
 pub use scheduler::{
-    BatchLimit, Cut, HashedBlob, ProcessError, Scheduler, SchedulerConfig, SyncMode, Task,
+    BatchLimit, Cut, HashedBlob, HashedSlice, ProcessError, Scheduler, SchedulerConfig, SyncMode,
+    Task,
 };
 pub use state::{BuiltState, GenesisAccount, StateBuilder};
 pub use store::{CommitBatch, ItemKind, MemoryStore, StoreKey};

@@ -115,14 +115,19 @@ impl Nibbles {
             .then(|| Nibbles::from_parts(&[&nibbles]))
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Heap(v) => v.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, buf } => &buf[..*len as usize],
@@ -135,14 +140,25 @@ impl Nibbles {
         self.as_slice()[index]
     }
 
+    /// Appends one nibble. Inline, with room: a store and an increment (paths are built a
+    /// nibble at a time for every child of every node synced).
+    #[inline]
     pub fn push(&mut self, nibble: u8) {
         debug_assert!(nibble < 16);
-        let nibble = nibble & 0x0f;
-        match &mut self.0 {
-            Repr::Inline { len, buf } if (*len as usize) < INLINE_NIBBLES => {
-                buf[*len as usize] = nibble;
+        if let Repr::Inline { len, buf } = &mut self.0 {
+            if let Some(slot) = buf.get_mut(usize::from(*len)) {
+                *slot = nibble & 0x0f;
                 *len += 1;
+                return;
             }
+        }
+        self.push_spilled(nibble & 0x0f);
+    }
+
+    /// `push` past the inline capacity.
+    #[cold]
+    fn push_spilled(&mut self, nibble: u8) {
+        match &mut self.0 {
             Repr::Heap(v) => v.push(nibble),
             Repr::Inline { .. } => {
                 let mut v = self.as_slice().to_vec();
@@ -150,6 +166,99 @@ impl Nibbles {
                 self.0 = Repr::Heap(v);
             }
         }
+    }
+
+    /// Replaces the path with the first `len` nibbles of `packed`, two a byte, high first.
+    pub fn set_packed(&mut self, packed: &[u8], len: usize) {
+        let len = len.min(packed.len() * 2);
+        if len > INLINE_NIBBLES {
+            let mut v: Vec<u8> = packed.iter().flat_map(|b| [b >> 4, b & 0x0f]).collect();
+            v.truncate(len);
+            self.0 = Repr::Heap(v);
+            return;
+        }
+        let mut buf = [0u8; INLINE_NIBBLES];
+        let used = &packed[..len.div_ceil(2)];
+        // Eight nibbles at a time: every path of every item synced is unpacked once.
+        let mut quads = used.chunks_exact(4);
+        let mut at = 0;
+        for quad in &mut quads {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(quad);
+            buf[at..at + 8].copy_from_slice(&spread(u32::from_le_bytes(word)).to_le_bytes());
+            at += 8;
+        }
+        for byte in quads.remainder() {
+            buf[at] = byte >> 4;
+            buf[at + 1] = byte & 0x0f;
+            at += 2;
+        }
+        self.0 = Repr::Inline {
+            len: len as u8,
+            buf,
+        };
+    }
+
+    /// The path packed two nibbles a byte, high first, into the start of `out` (an odd last
+    /// nibble fills a high half, the low half zero). `out` must hold `len().div_ceil(2)`.
+    pub fn write_packed(&self, out: &mut [u8]) {
+        let mut octets = self.as_slice().chunks_exact(8);
+        let mut at = 0;
+        for (octet, dest) in (&mut octets).zip(out.chunks_exact_mut(4)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(octet);
+            dest.copy_from_slice(&gather(u64::from_le_bytes(word)).to_le_bytes());
+            at += 4;
+        }
+        let rest = octets.remainder();
+        let pairs = rest.chunks_exact(2);
+        let last = pairs.remainder().first().map(|n| n << 4);
+        for (byte, pair) in out[at..].iter_mut().zip(pairs) {
+            *byte = pair[0] << 4 | pair[1];
+            at += 1;
+        }
+        if let (Some(last), Some(byte)) = (last, out.get_mut(at)) {
+            *byte = last;
+        }
+    }
+
+    /// Shortens the path to its first `len` nibbles (no-op if it is not longer).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        match &mut self.0 {
+            Repr::Inline { len: n, .. } => *n = (*n).min(len as u8),
+            Repr::Heap(v) => v.truncate(len),
+        }
+    }
+
+    /// Appends the nibbles of a hex-prefix encoded path in place, as `decode_compact` reads
+    /// them, and says whether it is a leaf's. On an error the path is left as it was.
+    pub fn push_compact(&mut self, bytes: &[u8]) -> Result<bool, CompactError> {
+        let (first, rest, leaf, odd) = compact_parts(bytes)?;
+        let start = self.len();
+        let added = rest.len() * 2 + usize::from(odd);
+        if let Repr::Inline { len, buf } = &mut self.0 {
+            if let Some(out) = buf.get_mut(start..start + added) {
+                let (head, pairs) = out.split_at_mut(usize::from(odd));
+                if let Some(h) = head.first_mut() {
+                    *h = first & 0x0f;
+                }
+                for (pair, b) in pairs.chunks_exact_mut(2).zip(rest) {
+                    pair[0] = b >> 4;
+                    pair[1] = b & 0x0f;
+                }
+                *len += added as u8;
+                return Ok(leaf);
+            }
+        }
+        if odd {
+            self.push(first & 0x0f);
+        }
+        for b in rest {
+            self.push(b >> 4);
+            self.push(b & 0x0f);
+        }
+        Ok(leaf)
     }
 
     /// This path followed by `more`.
@@ -201,19 +310,15 @@ impl Nibbles {
         out
     }
 
+    /// Checks a hex-prefix path as `decode_compact` does, and says whether it is a leaf's,
+    /// without reading its nibbles.
+    pub fn compact_is_leaf(bytes: &[u8]) -> Result<bool, CompactError> {
+        compact_parts(bytes).map(|(_, _, leaf, _)| leaf)
+    }
+
     /// Decodes a hex-prefix path into the nibbles and whether it is a leaf's.
     pub fn decode_compact(bytes: &[u8]) -> Result<(Nibbles, bool), CompactError> {
-        let (&first, rest) = bytes.split_first().ok_or(CompactError::Empty)?;
-        let flags = first >> 4;
-        if flags > (FLAG_LEAF | FLAG_ODD) {
-            return Err(CompactError::BadFlags { flags });
-        }
-        let odd = flags & FLAG_ODD != 0;
-        if !odd && first & 0x0f != 0 {
-            return Err(CompactError::BadPadding {
-                padding: first & 0x0f,
-            });
-        }
+        let (first, rest, leaf, odd) = compact_parts(bytes)?;
         // Filled in place: every leaf and extension decoded goes through here.
         let len = rest.len() * 2 + usize::from(odd);
         let fill = |out: &mut [u8]| {
@@ -240,8 +345,42 @@ impl Nibbles {
             fill(&mut v);
             Nibbles(Repr::Heap(v))
         };
-        Ok((path, flags & FLAG_LEAF != 0))
+        Ok((path, leaf))
     }
+}
+
+/// Eight nibbles (one a byte, little-endian) packed into four bytes, two a byte, the first
+/// nibble high.
+fn gather(nibbles: u64) -> u32 {
+    // Byte j becomes nibble j above nibble j + 1; the even bytes are the packed ones.
+    let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let halves = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    (halves | (halves >> 16)) as u32
+}
+
+/// The inverse of [`gather`]: four packed bytes into eight nibbles, one a byte.
+fn spread(packed: u32) -> u64 {
+    let packed = u64::from(packed);
+    let halves = (packed | (packed << 16)) & 0x0000_ffff_0000_ffff;
+    let bytes = (halves | (halves << 8)) & 0x00ff_00ff_00ff_00ff;
+    ((bytes >> 4) & 0x0f0f_0f0f_0f0f_0f0f) | ((bytes & 0x0f0f_0f0f_0f0f_0f0f) << 8)
+}
+
+/// Checks a hex-prefix path's flag byte: the byte, the packed rest, whether it is a leaf's
+/// path, and whether it has an odd number of nibbles.
+fn compact_parts(bytes: &[u8]) -> Result<(u8, &[u8], bool, bool), CompactError> {
+    let (&first, rest) = bytes.split_first().ok_or(CompactError::Empty)?;
+    let flags = first >> 4;
+    if flags > (FLAG_LEAF | FLAG_ODD) {
+        return Err(CompactError::BadFlags { flags });
+    }
+    let odd = flags & FLAG_ODD != 0;
+    if !odd && first & 0x0f != 0 {
+        return Err(CompactError::BadPadding {
+            padding: first & 0x0f,
+        });
+    }
+    Ok((first, rest, flags & FLAG_LEAF != 0, odd))
 }
 
 impl fmt::Debug for Nibbles {
@@ -333,6 +472,38 @@ mod tests {
         assert_eq!(long.prefix(4).to_string(), "abab");
         assert_eq!(long.suffix(98).join(&long.prefix(1)).to_string(), "aba");
         assert!(Nibbles::from_bytes(&[0x00]) < Nibbles::from_bytes(&[0x00, 0x01]));
+    }
+
+    #[test]
+    fn compact_paths_append_in_place_and_truncate_back() {
+        let mut path = nib(&[7]);
+        assert_eq!(path.push_compact(&[0x3f, 0x1c, 0xb8]), Ok(true));
+        assert_eq!(path, nib(&[7, 15, 1, 12, 11, 8]));
+        assert_eq!(path.push_compact(&[0x00, 0x01]), Ok(false));
+        assert_eq!(path.len(), 8);
+        assert_eq!(
+            path.push_compact(&[0x40]),
+            Err(CompactError::BadFlags { flags: 4 })
+        );
+        assert_eq!(path.len(), 8);
+        path.truncate(1);
+        assert_eq!(path, nib(&[7]));
+        let mut long = Nibbles::from_bytes(&[0xab; 45]);
+        long.truncate(3);
+        assert_eq!(long.to_string(), "aba");
+    }
+
+    #[test]
+    fn packed_paths_round_trip_inline_and_on_the_heap() {
+        for len in [0usize, 1, 7, 64, 80, 81, 99] {
+            let path = Nibbles::from_nibbles((0..len).map(|i| (i * 5 % 16) as u8).collect())
+                .expect("nibbles");
+            let mut packed = vec![0xffu8; len.div_ceil(2)];
+            path.write_packed(&mut packed);
+            let mut back = nib(&[1, 2, 3]);
+            back.set_packed(&packed, len);
+            assert_eq!(back, path, "length {len}");
+        }
     }
 
     #[test]

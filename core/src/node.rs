@@ -117,11 +117,9 @@ impl ChildRef {
     }
 }
 
-fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
-    if !item.is_list {
-        return Err(NodeError::NotAList);
-    }
-    // At most 17 items are kept; the count is still checked in full.
+/// The items of a node's list and how many there are: at most 17 are kept, the count is
+/// still checked in full.
+fn node_items(item: Item<'_>) -> Result<([Option<Item<'_>>; 17], usize), NodeError> {
     let mut items: [Option<Item<'_>>; 17] = [None; 17];
     let mut count = 0;
     for next in item.list()? {
@@ -131,6 +129,14 @@ fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
         }
         count += 1;
     }
+    Ok((items, count))
+}
+
+fn decode_item(item: Item<'_>) -> Result<TrieNode, NodeError> {
+    if !item.is_list {
+        return Err(NodeError::NotAList);
+    }
+    let (items, count) = node_items(item)?;
     match count {
         2 => decode_short(items[0].unwrap_or(EMPTY), items[1].unwrap_or(EMPTY)),
         17 => {
@@ -241,6 +247,188 @@ impl ChildRef {
             ChildRef::Embedded(node) => node.visit_children(&path, visit),
         }
     }
+}
+
+/// What a node is, as far as the share of the keyspace under it goes: which of a branch's
+/// children are hashed, how long an extension's path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeShape {
+    /// Bit `i` of `hashed` is set when child `i` is a reference by hash.
+    Branch {
+        hashed: u16,
+    },
+    /// `len` nibbles to one child, `hashed` or embedded.
+    Extension {
+        len: usize,
+        hashed: bool,
+    },
+    Leaf,
+}
+
+/// A hashed child or a value met by [`visit_encoded`], its path borrowed from the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildAt<'p, 'a> {
+    Hash { path: &'p Nibbles, hash: H256 },
+    Value { path: &'p Nibbles, value: &'a [u8] },
+}
+
+impl<'a> ChildAt<'_, 'a> {
+    /// The child with a path of its own, as [`TrieNode::visit_children`] gives it.
+    pub fn to_node_child(self) -> NodeChild<'a> {
+        match self {
+            ChildAt::Hash { path, hash } => NodeChild::Hash {
+                path: path.clone(),
+                hash,
+            },
+            ChildAt::Value { path, value } => NodeChild::Value {
+                path: path.clone(),
+                value,
+            },
+        }
+    }
+}
+
+/// Reads an encoded node in place, without building a [`TrieNode`]: it refuses exactly what
+/// [`TrieNode::decode`] refuses, with the same error, and calls `visit` for every hashed child
+/// and (if `values`) every value below the node, in the order of
+/// [`TrieNode::visit_children`]. `path` is where the node sits; children's paths are built on
+/// it in place, and it is as it was on return. Values that are not wanted cost no path: a
+/// storage trie's leaves sit 128 nibbles deep.
+///
+/// Children met before an error were visited already: a caller that must change nothing for
+/// an invalid node collects them first.
+pub fn visit_encoded<'a>(
+    blob: &'a [u8],
+    path: &mut Nibbles,
+    values: bool,
+    visit: &mut impl FnMut(ChildAt<'_, 'a>),
+) -> Result<NodeShape, NodeError> {
+    let item = rlp_items::exactly_one(blob)?;
+    let base = path.len();
+    let mut walk = Walk {
+        path,
+        values,
+        visit,
+    };
+    let shape = walk.item(item);
+    walk.path.truncate(base);
+    shape
+}
+
+/// The state of one `visit_encoded`.
+struct Walk<'w, V> {
+    path: &'w mut Nibbles,
+    values: bool,
+    visit: &'w mut V,
+}
+
+impl<'a, V: FnMut(ChildAt<'_, 'a>)> Walk<'_, V> {
+    /// `decode_item` without the node: the same checks in the same order.
+    fn item(&mut self, item: Item<'a>) -> Result<NodeShape, NodeError> {
+        if !item.is_list {
+            return Err(NodeError::NotAList);
+        }
+        let (items, count) = node_items(item)?;
+        match count {
+            2 => self.short(items[0].unwrap_or(EMPTY), items[1].unwrap_or(EMPTY)),
+            17 => {
+                let base = self.path.len();
+                let mut hashed = 0u16;
+                for (slot, child) in items[..16].iter().enumerate() {
+                    self.path.push(slot as u8);
+                    if self.reference(child.unwrap_or(EMPTY))? == Ref::Hash {
+                        hashed |= 1 << slot;
+                    }
+                    self.path.truncate(base);
+                }
+                let value = items[16]
+                    .unwrap_or(EMPTY)
+                    .string()
+                    .map_err(|_| NodeError::ValueIsList("branch value"))?;
+                if self.values && !value.is_empty() {
+                    (self.visit)(ChildAt::Value {
+                        path: self.path,
+                        value,
+                    });
+                }
+                Ok(NodeShape::Branch { hashed })
+            }
+            got => Err(NodeError::WrongItemCount { got }),
+        }
+    }
+
+    /// `decode_short` without the node.
+    fn short(&mut self, key: Item<'a>, val: Item<'a>) -> Result<NodeShape, NodeError> {
+        let key = key
+            .string()
+            .map_err(|_| NodeError::ValueIsList("short node path"))?;
+        if !self.values && Nibbles::compact_is_leaf(key)? {
+            // Checked as decoding checks it; nobody needs the value's path.
+            val.string()
+                .map_err(|_| NodeError::ValueIsList("leaf value"))?;
+            return Ok(NodeShape::Leaf);
+        }
+        let base = self.path.len();
+        let is_leaf = self.path.push_compact(key)?;
+        let len = self.path.len() - base;
+        if is_leaf {
+            let value = val
+                .string()
+                .map_err(|_| NodeError::ValueIsList("leaf value"))?;
+            (self.visit)(ChildAt::Value {
+                path: self.path,
+                value,
+            });
+            return Ok(NodeShape::Leaf);
+        }
+        if len == 0 {
+            return Err(NodeError::EmptyExtensionPath);
+        }
+        match self.reference(val)? {
+            Ref::Empty => Err(NodeError::EmptyExtensionChild),
+            child => Ok(NodeShape::Extension {
+                len,
+                hashed: child == Ref::Hash,
+            }),
+        }
+    }
+
+    /// `decode_ref` without the node: a hashed child is visited at the path, an embedded
+    /// node is walked.
+    fn reference(&mut self, item: Item<'a>) -> Result<Ref, NodeError> {
+        if item.is_list {
+            if item.raw.len() > MAX_EMBEDDED_LEN {
+                return Err(NodeError::OversizedEmbedded {
+                    got: item.raw.len(),
+                });
+            }
+            let base = self.path.len();
+            let walked = self.item(item);
+            self.path.truncate(base);
+            walked?;
+            return Ok(Ref::Embedded);
+        }
+        match item.payload.len() {
+            0 => Ok(Ref::Empty),
+            32 => {
+                let hash = H256::from_slice(item.payload).unwrap_or_default();
+                (self.visit)(ChildAt::Hash {
+                    path: self.path,
+                    hash,
+                });
+                Ok(Ref::Hash)
+            }
+            got => Err(NodeError::BadReferenceLength { got }),
+        }
+    }
+}
+
+/// How a child was referenced.
+#[derive(PartialEq, Eq)]
+enum Ref {
+    Empty,
+    Hash,
+    Embedded,
 }
 
 #[cfg(test)]
@@ -356,6 +544,86 @@ mod tests {
             TrieNode::decode(&s.out()),
             Err(NodeError::EmptyExtensionChild)
         );
+    }
+
+    /// `visit_encoded` against `decode` + `visit_children` on one blob.
+    fn visits_as_decoded(blob: &[u8]) {
+        let start = nib(&[3, 9]);
+        let mut path = start.clone();
+        let mut walked = Vec::new();
+        let shape = visit_encoded(blob, &mut path, true, &mut |child| {
+            walked.push(child.to_node_child())
+        });
+        assert_eq!(path, start, "the path was not restored");
+        // Without values: the same verdict and shape, and only the hashed children.
+        let mut values = 0;
+        let quiet = visit_encoded(blob, &mut path, false, &mut |child| {
+            values += usize::from(matches!(child, ChildAt::Value { .. }))
+        });
+        assert_eq!(quiet, shape);
+        assert_eq!(path, start);
+        assert_eq!(values, 0);
+        match TrieNode::decode(blob) {
+            Ok(node) => {
+                let mut decoded = Vec::new();
+                node.visit_children(&start, &mut |c| decoded.push(c));
+                assert_eq!(walked, decoded);
+                let expected = match &node {
+                    TrieNode::Branch(b) => NodeShape::Branch {
+                        hashed: (0..16)
+                            .filter(|i| matches!(b.children[*i], ChildRef::Hash(_)))
+                            .fold(0, |m, i| m | 1 << i),
+                    },
+                    TrieNode::Extension { path, child } => NodeShape::Extension {
+                        len: path.len(),
+                        hashed: matches!(child, ChildRef::Hash(_)),
+                    },
+                    TrieNode::Leaf { .. } => NodeShape::Leaf,
+                };
+                assert_eq!(shape, Ok(expected));
+            }
+            Err(err) => assert_eq!(shape, Err(err)),
+        }
+    }
+
+    #[test]
+    fn visiting_in_place_agrees_with_decoding() {
+        let mut inner = BranchNode::default();
+        inner.children[2] = ChildRef::Embedded(Box::new(leaf(&[5], b"x")));
+        let mut branch = BranchNode::default();
+        branch.children[0] = ChildRef::Hash(keccak256(b"a"));
+        branch.children[1] = ChildRef::Embedded(Box::new(TrieNode::Branch(Box::new(inner))));
+        branch.value = Some(b"v".to_vec());
+        let nodes = [
+            TrieNode::Branch(Box::new(branch)),
+            leaf(&[1, 2, 3], b"value"),
+            TrieNode::Extension {
+                path: nib(&[1, 2]),
+                child: ChildRef::Hash(keccak256(b"b")),
+            },
+            TrieNode::Extension {
+                path: nib(&[4]),
+                child: ChildRef::Embedded(Box::new(leaf(&[6], b"y"))),
+            },
+        ];
+        for node in nodes {
+            let blob = node.encode();
+            visits_as_decoded(&blob);
+            // Every truncation and every single-byte change is refused, or read, alike.
+            for end in 0..blob.len() {
+                visits_as_decoded(&blob[..end]);
+            }
+            for at in 0..blob.len() {
+                for delta in [1u8, 0x10, 0x80] {
+                    let mut bent = blob.clone();
+                    bent[at] = bent[at].wrapping_add(delta);
+                    visits_as_decoded(&bent);
+                }
+            }
+        }
+        visits_as_decoded(&[0xc3, 0x01, 0x02, 0x03]);
+        visits_as_decoded(&[0xc0]);
+        visits_as_decoded(&[0x83, 1, 2, 3]);
     }
 
     #[test]

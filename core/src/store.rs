@@ -5,7 +5,9 @@
 //! subtries are not complete yet, so that a crash does not lose them (I7); a node leaves it
 //! in the same batch that puts it in the main keyspace.
 
-use crate::hash::{keccak256, DigestMap, H256};
+use core::hash::{BuildHasherDefault, Hash, Hasher};
+
+use crate::hash::{keccak256, DigestHasher, DigestMap, H256};
 
 /// Whether an item is a trie node or contract code. They live in separate key spaces.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -15,11 +17,24 @@ pub enum ItemKind {
 }
 
 /// Where an item lives in the store.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct StoreKey {
     pub kind: ItemKind,
     pub hash: H256,
 }
+
+/// Hashes the digest alone: a node and a code of one hash (rare) share a probe sequence, so
+/// asking a table for both costs one memory access, not two.
+impl Hash for StoreKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash.hash(state);
+    }
+}
+
+/// A deterministic map keyed by store keys: nodes and code in one table.
+pub type KeyMap<V> = std::collections::HashMap<StoreKey, V, BuildHasherDefault<DigestHasher>>;
+/// A deterministic set of store keys.
+pub type KeySet = std::collections::HashSet<StoreKey, BuildHasherDefault<DigestHasher>>;
 
 /// Prefix of code keys in a flat key space (geth's `"c" || codeHash`, v1.9.20 on).
 pub const CODE_KEY_PREFIX: u8 = b'c';

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 use statesync_core::rng::SeededRng;
-use statesync_core::scheduler::DEFAULT_MAX_FETCHES_PER_DEPTH;
+use statesync_core::scheduler::{DEFAULT_MAX_FETCHES_PER_DEPTH, DEFAULT_MAX_PENDING};
 use statesync_core::synthetic::{generate, SyntheticConfig};
 use statesync_core::walk::walk;
 use statesync_core::{
@@ -124,6 +124,8 @@ impl<'a> Run<'a> {
             max_fetches_per_depth,
             // Remembering cut keys as complete (and forgetting the oldest) must not matter.
             recent_complete: [0, 16, 32_768][(seed % 3) as usize],
+            // Nor must a bound on the requests held that the walk keeps running into.
+            max_pending: [DEFAULT_MAX_PENDING, 64, 4][(seed / 3 % 3) as usize],
         };
         Run {
             source,

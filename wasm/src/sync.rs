@@ -581,11 +581,15 @@ fn run_store(driver: &Rc<RefCell<Driver>>) {
             StoreAction::LoadStaged => store.load_staged().await.map(StoreResult::Staged),
         };
         let result = result.unwrap_or_else(StoreResult::Failed);
+        // Done with the op: a written batch the driver no longer holds goes back to the engine,
+        // which reuses its buffers for the next blobs.
+        let id = op.id;
+        drop(op);
         {
             let mut d = driver.borrow_mut();
             d.store_busy = false;
             if let Some(engine) = d.engine.as_mut() {
-                engine.handle_store_result(op.id, result, now_ms());
+                engine.handle_store_result(id, result, now_ms());
             }
         }
         pump(&driver);

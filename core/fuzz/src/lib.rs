@@ -7,7 +7,8 @@
 
 use std::sync::OnceLock;
 
-use statesync_core::scheduler::SchedulerConfig;
+use statesync_core::node::{visit_encoded, ChildRef, NodeShape};
+use statesync_core::scheduler::{SchedulerConfig, DEFAULT_MAX_PENDING};
 use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
 use statesync_core::synthetic::{generate, SyntheticConfig};
 use statesync_core::walk::walk;
@@ -18,11 +19,40 @@ use statesync_core::{
 };
 
 /// `TrieNode::decode` on any bytes; a node that decodes re-encodes to bytes that decode to the
-/// same node, and that encoding is stable.
+/// same node, and that encoding is stable. Reading the node in place (`visit_encoded`, what
+/// the scheduler does) refuses exactly what decoding refuses, with the same error, and meets
+/// the same children in the same order.
 pub fn node_decode(data: &[u8]) {
-    let Ok(node) = TrieNode::decode(data) else {
-        return;
+    let start = Nibbles::from_nibbles(vec![0xa, 0x5]).unwrap_or_default();
+    let mut path = start.clone();
+    let mut walked = Vec::new();
+    let shape = visit_encoded(data, &mut path, true, &mut |child| {
+        walked.push(child.to_node_child())
+    });
+    assert_eq!(path, start, "visit_encoded did not restore the path");
+    let node = match TrieNode::decode(data) {
+        Ok(node) => node,
+        Err(err) => {
+            assert_eq!(shape, Err(err), "visit_encoded and decode disagree");
+            return;
+        }
     };
+    let mut decoded = Vec::new();
+    node.visit_children(&start, &mut |child| decoded.push(child));
+    assert_eq!(walked, decoded, "visit_encoded met other children");
+    let expected = match &node {
+        TrieNode::Branch(branch) => NodeShape::Branch {
+            hashed: (0..16)
+                .filter(|i| matches!(branch.children[*i], ChildRef::Hash(_)))
+                .fold(0, |mask, i| mask | 1 << i),
+        },
+        TrieNode::Extension { path, child } => NodeShape::Extension {
+            len: path.len(),
+            hashed: matches!(child, ChildRef::Hash(_)),
+        },
+        TrieNode::Leaf { .. } => NodeShape::Leaf,
+    };
+    assert_eq!(shape, Ok(expected), "visit_encoded saw another shape");
     let encoded = node.encode();
     let again = match TrieNode::decode(&encoded) {
         Ok(again) => again,
@@ -163,6 +193,12 @@ pub fn process(data: &[u8]) {
         },
         max_fetches_per_depth: 1 + usize::from((setup >> 1) & 7),
         recent_complete: if setup & 16 == 0 { 0 } else { 8 },
+        // A tiny bound: no more is handed out while anything else can move.
+        max_pending: if setup & 32 == 0 {
+            DEFAULT_MAX_PENDING
+        } else {
+            4
+        },
     };
     let mut scheduler = Scheduler::new(fx.root, config.clone());
     let mut local = MemoryStore::new();

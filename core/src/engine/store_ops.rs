@@ -21,13 +21,63 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::filter::KeyFilter;
+use thiserror::Error;
+
 use crate::hash::H256;
 use crate::progress::ProgressRecord;
 use crate::scheduler::BatchLimit;
 use crate::store::{CommitBatch, StoreKey};
 
-use super::{Engine, EngineError, State, StoreAction, StoreFailure, StoreOp, StoreResult};
+use super::{Engine, EngineError, State};
+
+/// A store operation for the host to run. At most one is outstanding at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOp {
+    pub id: u64,
+    pub action: StoreAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Answer whether each key is in the main keyspace: `StoreResult::Lookup`, one bool per
+    /// key.
+    Lookup(Vec<StoreKey>),
+    /// Write the batch (main keyspace puts, staging puts and deletes) and the progress record
+    /// in one atomic transaction.
+    Commit {
+        batch: Arc<CommitBatch>,
+        progress: ProgressRecord,
+    },
+    /// Read every entry of the staging area: `StoreResult::Staged`. Asked once, first, when a
+    /// sync resumes with staged items.
+    LoadStaged,
+}
+
+/// The outcome of a store operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreResult {
+    Lookup(Vec<bool>),
+    Committed,
+    /// The staging area's entries: a node hash and the blob stored under it.
+    Staged(Vec<(H256, Vec<u8>)>),
+    /// Nothing was written. The engine pauses until `resume`, then retries.
+    Failed(StoreFailure),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{kind:?}: {message}")]
+pub struct StoreFailure {
+    pub kind: StoreFailureKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailureKind {
+    QuotaExceeded,
+    Closed,
+    Blocked,
+    Other,
+}
 
 /// A commit batch handed to the host, and what it changes.
 #[derive(Debug, Clone)]
@@ -86,13 +136,18 @@ pub(super) struct StoreOps {
     lookups: VecDeque<StoreKey>,
     /// The staging area is to be read back before anything else (a resumed sync).
     load_staged: bool,
-    /// Keys committed this session, when the store started empty: a key it rules out is
-    /// certainly absent, so its lookup is answered without the store.
-    filter: Option<KeyFilter>,
-    /// Lookups answered by `filter`.
-    pub filtered: u64,
     /// The largest batch handed out this session: operations, payload bytes.
     pub largest_batch: (u64, u64),
+    /// Write everything verified now (a pause); cleared once nothing is left to write.
+    pub flush_requested: bool,
+    /// Since when something has waited to be written (a verified item, or a staged one that
+    /// completed and is to move to the main keyspace).
+    pub unwritten_since: Option<u64>,
+    /// It has waited `batch_interval_ms`: cut a batch even if it is small.
+    pub time_cut_due: bool,
+    /// The last assignment could not send a request for lack of unwritten budget: the store
+    /// has to catch up, so a batch is cut as soon as it is free.
+    pub budget_blocked: bool,
 }
 
 /// What a store result means to the engine.
@@ -111,16 +166,18 @@ pub(super) enum Outcome {
 }
 
 impl StoreOps {
-    pub fn new(load_staged: bool, filter: Option<KeyFilter>) -> StoreOps {
+    pub fn new(load_staged: bool) -> StoreOps {
         StoreOps {
             next_id: 1,
             running: None,
             commit: CommitState::Idle,
             lookups: VecDeque::new(),
             load_staged,
-            filter,
-            filtered: 0,
             largest_batch: (0, 0),
+            flush_requested: false,
+            unwritten_since: None,
+            time_cut_due: false,
+            budget_blocked: false,
         }
     }
 
@@ -139,22 +196,9 @@ impl StoreOps {
         self.load_staged || matches!(self.running, Some(Running::LoadStaged { .. }))
     }
 
-    /// Queues keys to look up. Those the filter rules out are returned: they are absent.
-    pub fn queue_lookups(&mut self, keys: Vec<StoreKey>) -> Vec<StoreKey> {
-        let Some(filter) = &self.filter else {
-            self.lookups.extend(keys);
-            return Vec::new();
-        };
-        let mut absent = Vec::new();
-        for key in keys {
-            if filter.may_contain(&key) {
-                self.lookups.push_back(key);
-            } else {
-                absent.push(key);
-            }
-        }
-        self.filtered += absent.len() as u64;
-        absent
+    /// Queues keys to look up.
+    pub fn queue_lookups(&mut self, keys: Vec<StoreKey>) {
+        self.lookups.extend(keys);
     }
 
     /// Forgets lookups queued for an earlier root (a switch); one running is ignored when done.
@@ -199,12 +243,6 @@ impl StoreOps {
     /// Hands `commit` to the host.
     fn commit_op(&mut self, commit: PendingCommit) -> StoreOp {
         let id = self.next_id();
-        if let Some(filter) = &mut self.filter {
-            // Before the write lands, which is fine: lookups run after it, in order.
-            for (key, _) in commit.batch.items() {
-                filter.insert(&key);
-            }
-        }
         let size = (
             commit.batch.operations() as u64,
             (commit.batch.bytes() + commit.batch.staged_bytes()) as u64,
@@ -331,6 +369,29 @@ impl Engine {
         self.store.lookup_op(generation, max)
     }
 
+    /// The time cut, the peak lag, and the end of a pause's flush.
+    pub(super) fn track_unwritten(&mut self, now: u64) {
+        let store = &mut self.store;
+        if !self.scheduler.has_work_to_write() {
+            store.unwritten_since = None;
+            store.time_cut_due = false;
+        } else {
+            let since = *store.unwritten_since.get_or_insert(now);
+            store.time_cut_due = now >= since + self.config.batch_interval_ms;
+        }
+        self.counters.peak_unwritten = self.counters.peak_unwritten.max(self.unwritten().0);
+        if self.store.flush_requested && !self.scheduler.has_work_to_write() {
+            self.store.flush_requested = false;
+        }
+    }
+
+    /// When the time cut is due, if something waits to be written and it is not due yet.
+    pub(super) fn time_cut_at(&self) -> Option<u64> {
+        let store = &self.store;
+        let since = store.unwritten_since.filter(|_| !store.time_cut_due)?;
+        Some(since + self.config.batch_interval_ms)
+    }
+
     /// Whether a batch should be cut now that the store is free.
     fn commit_due(&self) -> bool {
         if !self.scheduler.has_work_to_write() {
@@ -341,10 +402,10 @@ impl Engine {
         let half_items = (self.config.batch_items / 2).max(1) as u64;
         let half_bytes = (self.config.batch_bytes / 2).max(1) as u64;
         matches!(self.state, State::Stopping(_))
-            || self.flush_requested
+            || self.store.flush_requested
             || self.scheduler.is_done()
-            || self.time_cut_due
-            || self.budget_blocked
+            || self.store.time_cut_due
+            || self.store.budget_blocked
             || items >= half_items
             || bytes >= half_bytes
             || self.scheduler.batch_len() as u64 >= half_items

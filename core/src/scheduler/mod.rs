@@ -27,17 +27,37 @@
 //! back from staging on resume, or left over by a root switch, wait in a pool of *loose*
 //! verified blobs ([`Scheduler::add_loose`]); a request for one of them that the store does not
 //! hold is answered from the pool instead of a peer.
+//!
+//! Every item known and not complete yet is one entry of one table keyed by [`StoreKey`]:
+//! looked up, queued, fetched, or waiting for children. The hot
+//! path allocates nothing per item beyond the item's own data: parent lists are inline, a
+//! node's children are read in place from its RLP ([`visit_encoded`]), and each path is
+//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: past
+//! it, no more is handed out while anything else can move, and the table is sized for the
+//! bound once a sync is large enough to need it, so that how far a large state's frontier
+//! happens to grow does not decide how much memory the sync takes.
 
-use std::cmp::{Ordering, Reverse};
+mod buffers;
+mod recent;
+mod request;
+mod table;
+
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use thiserror::Error;
 
 use crate::account::{Account, AccountError};
-use crate::hash::{keccak256, DigestMap, DigestSet, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
+use crate::filter::KeyFilter;
+use crate::hash::{keccak256, DigestMap, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY};
 use crate::nibbles::Nibbles;
-use crate::node::{ChildRef, NodeChild, NodeError, TrieNode};
-use crate::store::{CommitBatch, ItemKind, StoreKey};
+use crate::node::{visit_encoded, ChildAt, NodeError, NodeShape};
+use crate::store::{CommitBatch, ItemKind, KeySet, StoreKey};
+
+use buffers::Buffers;
+use recent::RecentKeys;
+use request::{PackedPath, Phase, QueueEntry, Request};
+use table::{Lookup, Slot, Table};
 
 /// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
 /// their children at once. It bounds the memory of a sync by depth rather than by state size.
@@ -64,10 +84,20 @@ pub struct SchedulerConfig {
     /// complete, so that another account referencing them completes without a store lookup
     /// (the most referenced stay). Bounds memory by configuration; 0 turns it off.
     pub recent_complete: usize,
+    /// Requests held at most (looked up, queued, fetched or waiting for children) before no
+    /// more is handed out while anything else can move: the bound on the scheduler's memory,
+    /// whatever the state's size (I5). The request table is sized for it, with room for what
+    /// is complete in the memory batch and for the children of what is in flight when the
+    /// bound is reached, once a sync holds a quarter of it.
+    pub max_pending: usize,
 }
 
 /// Default of [`SchedulerConfig::recent_complete`]: about 2 MB of sets.
 pub const DEFAULT_RECENT_COMPLETE: usize = 32_768;
+
+/// Default of [`SchedulerConfig::max_pending`]: with the headroom, a table of 2^17 slots
+/// (hash tables fill to 7/8), about 21 MB.
+pub const DEFAULT_MAX_PENDING: usize = 98_304;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -75,6 +105,7 @@ impl Default for SchedulerConfig {
             mode: SyncMode::State,
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             recent_complete: DEFAULT_RECENT_COMPLETE,
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -101,6 +132,55 @@ impl HashedBlob {
 
     pub fn data(&self) -> &[u8] {
         &self.data
+    }
+}
+
+/// A borrowed blob together with its keccak-256 hash: [`HashedBlob`] for data the caller
+/// keeps (a frame), so that the scheduler copies only blobs it wants.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HashedSlice<'a> {
+    hash: H256,
+    data: &'a [u8],
+}
+
+impl<'a> HashedSlice<'a> {
+    pub fn new(data: &'a [u8]) -> HashedSlice<'a> {
+        HashedSlice {
+            hash: keccak256(data),
+            data,
+        }
+    }
+
+    pub fn hash(&self) -> H256 {
+        self.hash
+    }
+
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// Verified bytes on their way into the scheduler, owned or borrowed: copied only once
+/// they are wanted.
+enum Bytes<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(data) => data,
+            Bytes::Borrowed(data) => data,
+        }
+    }
+
+    /// The bytes as an owned buffer: the given one, or a (pooled) copy.
+    fn into_vec(self, buffers: &mut Buffers) -> Vec<u8> {
+        match self {
+            Bytes::Owned(data) => data,
+            Bytes::Borrowed(data) => buffers.copy_of(data),
+        }
     }
 }
 
@@ -184,36 +264,6 @@ pub struct SchedulerStats {
     pub found_in_batch: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum RequestState {
-    /// Waiting for the host to say whether the store has it.
-    Checking,
-    /// In the fetch queue.
-    Queued,
-    /// Handed out by `missing`.
-    Fetching,
-    /// Processed, waiting for `deps` children to complete.
-    Waiting,
-}
-
-#[derive(Debug)]
-struct Request {
-    path: Nibbles,
-    state: RequestState,
-    /// Held from `process` until commit.
-    data: Option<Vec<u8>>,
-    /// Nodes waiting on this one; a parent appears once per reference to this item.
-    parents: Vec<H256>,
-    /// Children not yet complete.
-    deps: u32,
-    /// The depth counted in `fetches` while fetched or waiting.
-    fetch_depth: Option<usize>,
-    /// Keyspace to credit when this request commits (an account leaf's range).
-    credit_on_commit: u128,
-    /// Its data is in the store's staging area (or on its way there in a cut batch).
-    staged: bool,
-}
-
 /// A complete item waiting in the memory batch.
 #[derive(Debug)]
 struct Completed {
@@ -259,37 +309,6 @@ impl BatchLimit {
     };
 }
 
-#[derive(PartialEq, Eq, Debug)]
-struct QueueEntry {
-    priority: u64,
-    seq: Reverse<u64>,
-    kind: ItemKind,
-    hash: H256,
-}
-
-impl Ord for QueueEntry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.priority, self.seq).cmp(&(other.priority, other.seq))
-    }
-}
-
-impl PartialOrd for QueueEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// geth's priority (v1.9.21+): depth in the top byte, so the deepest item comes first; then
-/// the first 14 nibbles inverted, so at equal depth the smallest path comes first. The walk
-/// is therefore depth-first in path order, and completed subtries leave memory early.
-fn priority(path: &Nibbles) -> u64 {
-    let mut prio = (path.len().min(255) as u64) << 56;
-    for (i, nibble) in path.as_slice().iter().take(14).enumerate() {
-        prio |= u64::from(15 - nibble) << (52 - 4 * i);
-    }
-    prio
-}
-
 /// Fixed-point share of the keyspace: `KEYSPACE_ONE` is the whole account trie.
 pub const KEYSPACE_ONE: u128 = 1 << 124;
 
@@ -308,8 +327,13 @@ fn keyspace_share(len: usize) -> u128 {
 pub struct Scheduler {
     config: SchedulerConfig,
     root: H256,
-    node_reqs: DigestMap<Request>,
-    code_reqs: DigestMap<Request>,
+    /// Every item known and not complete yet, nodes and code alike.
+    table: Table,
+    /// Keys of the memory batch: complete without asking the store. Small (a batch's worth)
+    /// and so cheap to ask, where the table is large.
+    in_batch: KeySet,
+    /// The table was sized for `max_pending`.
+    sized: bool,
     queue: BinaryHeap<QueueEntry>,
     seq: u64,
     lookups: Vec<StoreKey>,
@@ -320,17 +344,15 @@ pub struct Scheduler {
     /// Complete items in completion order: a child always before its parents, so any prefix
     /// can be written on its own without breaking I2.
     batch: VecDeque<Completed>,
-    /// Keys of the memory batch: complete without asking the store.
-    complete_nodes: DigestSet,
-    complete_codes: DigestSet,
     /// Code and storage roots cut from the batch recently, complete too (written, or on their
     /// way: a later batch lands after them, so a parent completed on their account lands
     /// after them, I2). Accounts share these; another reference to one completes at once
     /// instead of costing a store lookup.
     recent: RecentKeys,
     batch_bytes: usize,
-    /// Nodes that went waiting for children since the last cut, to be staged by the next one.
-    to_stage: Vec<H256>,
+    /// Nodes that went waiting for children since the last cut, to be staged by the next one
+    /// (a slot whose entry has another key by then completed meanwhile).
+    to_stage: Vec<(Slot, H256)>,
     /// Verified blobs not claimed by a request yet (see the module documentation).
     loose: DigestMap<Loose>,
     /// Loose blobs not in the staging area yet.
@@ -344,34 +366,79 @@ pub struct Scheduler {
     /// Completed share of the account keyspace, in `KEYSPACE_ONE` units.
     completed: u128,
     stats: SchedulerStats,
+    /// Buffers of written batches, for the next copies.
+    buffers: Buffers,
+    /// Keys written this session, when the store started empty: a key it rules out is
+    /// certainly absent, so it is queued at once instead of looked up (see `filter.rs`).
+    filter: Option<KeyFilter>,
+    /// Keys the filter ruled out that a loose blob may answer: handled as absent lookups when
+    /// the host next takes the lookups, as the store's answers would be.
+    absent: Vec<StoreKey>,
+    scratch: Scratch,
+}
+
+/// Buffers reused from item to item, so that processing one allocates nothing. They hold no
+/// state between calls (and `Debug` shows none).
+#[derive(Default)]
+struct Scratch {
+    /// The children of the node being processed, gathered before anything changes.
+    children: Vec<(StoreKey, PackedPath)>,
+    /// The path of the node being processed, extended in place for its children.
+    path: Nibbles,
+    /// Requests completing in turn.
+    completing: Vec<Slot>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
 }
 
 /// How a referenced child was handled.
 enum Child {
-    /// Already complete (in the memory batch); nothing to wait for.
+    /// Already complete (in the memory batch, or written recently); nothing to wait for.
     Complete,
     /// The parent must wait for it.
     Pending,
+}
+
+/// What a processed node does to the keyspace share.
+struct Credit {
+    /// Credited now: the parts of its keyspace no hashed child covers.
+    now: u128,
+    /// An account-trie leaf: its share is credited when it completes.
+    leaf: bool,
 }
 
 impl Scheduler {
     /// A scheduler for everything under `root`. The root itself is looked up first, so a
     /// store that already holds it (a finished or resumed sync) completes at once.
     pub fn new(root: H256, config: SchedulerConfig) -> Scheduler {
+        Scheduler::with_filter(root, config, None)
+    }
+
+    /// A scheduler for a store that started empty this session: `filter` learns every key
+    /// cut for the main keyspace, and a key it rules out is queued for fetching without a
+    /// lookup. Only a filter of exactly what this session wrote is sound here.
+    pub fn with_filter(
+        root: H256,
+        config: SchedulerConfig,
+        filter: Option<KeyFilter>,
+    ) -> Scheduler {
         let recent = RecentKeys::new(config.recent_complete);
         let mut scheduler = Scheduler {
             config,
             root,
-            node_reqs: DigestMap::default(),
-            code_reqs: DigestMap::default(),
+            table: Table::default(),
+            in_batch: KeySet::default(),
+            sized: false,
             queue: BinaryHeap::new(),
             seq: 0,
             lookups: Vec::new(),
             fetches: Vec::new(),
             awaiting_host: 0,
             batch: VecDeque::new(),
-            complete_nodes: DigestSet::default(),
-            complete_codes: DigestSet::default(),
             recent,
             batch_bytes: 0,
             to_stage: Vec::new(),
@@ -382,11 +449,19 @@ impl Scheduler {
             unwritten_bytes: 0,
             completed: 0,
             stats: SchedulerStats::default(),
+            buffers: Buffers::default(),
+            filter,
+            absent: Vec::new(),
+            scratch: Scratch::default(),
         };
         if root == EMPTY_ROOT_HASH {
             scheduler.completed = KEYSPACE_ONE;
         } else {
-            scheduler.add_child(StoreKey::node(root), Nibbles::new(), None);
+            scheduler.add_child(
+                StoreKey::node(root),
+                PackedPath::pack(&Nibbles::new()),
+                None,
+            );
         }
         scheduler
     }
@@ -402,7 +477,7 @@ impl Scheduler {
     /// Requests not yet complete: being looked up, queued, fetched, or waiting for children.
     /// The sync is done when this is zero (and the last batch is committed).
     pub fn pending(&self) -> usize {
-        self.node_reqs.len() + self.code_reqs.len()
+        self.table.len()
     }
 
     pub fn is_done(&self) -> bool {
@@ -413,8 +488,9 @@ impl Scheduler {
         self.stats
     }
 
-    /// Entries the scheduler holds in memory: requests and queue slots. Bounded by the
-    /// per-depth cap times the fan-out, not by the size of the state (I5).
+    /// Entries the scheduler holds in memory: requests and queue slots. Bounded by
+    /// [`SchedulerConfig::max_pending`] and the per-depth cap, not by the size of the state
+    /// (I5).
     pub fn live_entries(&self) -> usize {
         self.pending() + self.queue.len() + self.loose.len()
     }
@@ -433,35 +509,43 @@ impl Scheduler {
     /// Answer them after any commit batch handed out earlier has been written.
     #[must_use]
     pub fn take_lookups(&mut self) -> Vec<StoreKey> {
-        std::mem::take(&mut self.lookups)
+        let lookups = std::mem::take(&mut self.lookups);
+        for key in std::mem::take(&mut self.absent) {
+            self.handle_lookup(key, false);
+        }
+        lookups
+    }
+
+    /// The filter of keys written this session, for the scheduler of the next root.
+    pub fn take_filter(&mut self) -> Option<KeyFilter> {
+        self.filter.take()
     }
 
     /// Whether lookups are waiting to be taken.
     pub fn has_lookups(&self) -> bool {
-        !self.lookups.is_empty()
+        !self.lookups.is_empty() || !self.absent.is_empty()
     }
 
     /// The host's answer to a lookup: whether the store holds `key`. A present item is
     /// complete with its whole subtrie (I2), so it is skipped; an absent one is queued for
     /// fetching. Answers for keys no longer being checked are ignored.
     pub fn handle_lookup(&mut self, key: StoreKey, present: bool) {
-        let Some(req) = self.requests(key.kind).get(&key.hash) else {
+        let Some(slot) = self.table.slot(&key) else {
             return;
         };
-        if req.state != RequestState::Checking {
+        let Some(req) = self.table.at(slot).filter(|r| r.phase == Phase::Checking) else {
             return;
-        }
+        };
         let path_len = req.path.len();
-        let keyspace = key.kind == ItemKind::Node && self.is_keyspace_path(&req.path);
-        let priority = priority(&req.path);
         if present {
             self.stats.found_in_store += 1;
-            if keyspace {
+            if key.kind == ItemKind::Node && self.is_keyspace_path(path_len) {
                 self.completed += keyspace_share(path_len);
             }
-            self.complete(key);
+            self.complete(slot);
             return;
         }
+        let priority = req.path.priority();
         if key.kind == ItemKind::Node {
             if let Some(loose) = self.loose.remove(&key.hash) {
                 if !loose.staged {
@@ -473,47 +557,76 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(req) = self.requests_mut(key.kind).get_mut(&key.hash) {
-            req.state = RequestState::Queued;
-        }
         self.host_answered();
+        self.enqueue(slot, priority);
+    }
+
+    /// Puts the request in `slot` in the fetch queue.
+    fn enqueue(&mut self, slot: Slot, priority: u64) {
         self.seq += 1;
+        if let Some(req) = self.table.at_mut(slot) {
+            req.phase = Phase::Queued;
+            req.queued = self.seq;
+        }
         self.queue.push(QueueEntry {
             priority,
             seq: Reverse(self.seq),
-            kind: key.kind,
-            hash: key.hash,
+            slot,
         });
     }
 
     /// Up to `max` items to fetch (0: no limit), deepest and then smallest path first. Stops
     /// early when the next item's depth already has `max_fetches_per_depth` requests out, as
-    /// geth does. No item is handed out twice.
+    /// geth does, or when `max_pending` requests are held. No item is handed out twice.
     #[must_use]
     pub fn missing(&mut self, max: usize) -> Vec<Task> {
         let mut out = Vec::new();
+        self.hand_out(max, |key, path| {
+            out.push(Task {
+                hash: key.hash,
+                kind: key.kind,
+                path: path.unpack(),
+            })
+        });
+        out
+    }
+
+    /// [`Scheduler::missing`] without the paths: what a fetch needs.
+    #[must_use]
+    pub fn missing_keys(&mut self, max: usize) -> Vec<StoreKey> {
+        let mut out = Vec::new();
+        self.hand_out(max, |key, _| out.push(key));
+        out
+    }
+
+    /// Hands out up to `max` queued items (0: no limit) to `emit`, marking them fetched.
+    fn hand_out(&mut self, max: usize, mut emit: impl FnMut(StoreKey, &PackedPath)) {
+        let mut count = 0;
+        // Handing out adds no request, so this holds for the whole call.
+        let full = self.pending() >= self.config.max_pending;
         while let Some(top) = self.queue.peek() {
-            if max != 0 && out.len() >= max {
+            if max != 0 && count >= max {
                 break;
             }
-            let (kind, hash) = (top.kind, top.hash);
-            let queued = self
-                .requests(kind)
-                .get(&hash)
-                .is_some_and(|r| r.state == RequestState::Queued);
-            if !queued {
+            let (slot, seq) = (top.slot, top.seq.0);
+            let depth = (top.priority >> 56) as usize;
+            let Some(req) = self
+                .table
+                .at_mut(slot)
+                .filter(|r| r.phase == Phase::Queued && r.queued == seq)
+            else {
                 // Delivered before it was fetched; drop the stale queue slot.
                 self.queue.pop();
                 continue;
-            }
-            let depth = (top.priority >> 56) as usize;
+            };
             let at_cap =
                 self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth;
-            // Past the cap only when nothing else can move: the requests holding this depth
+            // Past either cap only when nothing else can move: the requests holding this depth
             // wait on children queued behind it (a node shared at a shallower depth, as in a
-            // trie of keys of different lengths) and no lookup or delivery is due. Stopping
-            // there, as geth does, would stall the sync for good.
-            if at_cap && (!out.is_empty() || self.awaiting_host > 0) {
+            // trie of keys of different lengths), or every held request waits on queued ones,
+            // and no lookup or delivery is due. Stopping there, as geth does, would stall the
+            // sync for good.
+            if (at_cap || full) && (count > 0 || self.awaiting_host > 0) {
                 break;
             }
             self.queue.pop();
@@ -522,17 +635,11 @@ impl Scheduler {
             }
             self.fetches[depth] += 1;
             self.awaiting_host += 1;
-            if let Some(req) = self.requests_mut(kind).get_mut(&hash) {
-                req.state = RequestState::Fetching;
-                req.fetch_depth = Some(depth);
-                out.push(Task {
-                    hash,
-                    kind,
-                    path: req.path.clone(),
-                });
-            }
+            req.phase = Phase::Fetching;
+            req.fetch_depth = Some(depth as u8);
+            emit(req.key, &req.path);
+            count += 1;
         }
-        out
     }
 
     /// Takes a verified blob. A code request completes at once; a node request is decoded,
@@ -541,57 +648,64 @@ impl Scheduler {
     /// A hash that is pending both as code and as a node feeds both. An error leaves the
     /// scheduler as it was.
     pub fn process(&mut self, blob: HashedBlob) -> Result<(), ProcessError> {
-        self.process_blob(blob, false)
+        self.process_bytes(blob.hash, Bytes::Owned(blob.data), false)
+    }
+
+    /// [`Scheduler::process`] for a blob the caller keeps: it is copied only if wanted.
+    pub fn process_slice(&mut self, blob: HashedSlice<'_>) -> Result<(), ProcessError> {
+        self.process_bytes(blob.hash, Bytes::Borrowed(blob.data), false)
     }
 
     /// `process` for a blob that is durable already (`staged`: in the staging area) or not.
-    fn process_blob(&mut self, blob: HashedBlob, staged: bool) -> Result<(), ProcessError> {
-        let hash = blob.hash;
-        let wants = |reqs: &DigestMap<Request>| reqs.get(&hash).map(|r| r.data.is_none());
-        let (as_code, as_node) = (wants(&self.code_reqs), wants(&self.node_reqs));
+    fn process_bytes(
+        &mut self,
+        hash: H256,
+        data: Bytes<'_>,
+        staged: bool,
+    ) -> Result<(), ProcessError> {
+        let code_slot = self.table.slot(&StoreKey::code(hash));
+        let node_slot = self.table.slot(&StoreKey::node(hash));
+        let wants = |slot: Option<Slot>| {
+            slot.and_then(|slot| self.table.at(slot))
+                .map(|r| r.data.is_none())
+        };
+        let (as_code, as_node) = (wants(code_slot), wants(node_slot));
         if as_code.is_none() && as_node.is_none() {
             return Err(ProcessError::NotRequested);
         }
-        let (as_code, as_node) = (as_code == Some(true), as_node == Some(true));
+        let node_slot = node_slot.filter(|_| as_node == Some(true));
+        let code_slot = code_slot.filter(|_| as_code == Some(true));
+        let (as_code, as_node) = (code_slot.is_some(), node_slot.is_some());
         if !as_code && !as_node {
             return Err(ProcessError::AlreadyProcessed);
         }
-        // Decode first: a node that does not decode must change nothing.
-        let children = if as_node {
-            let path = self
-                .node_reqs
-                .get(&hash)
-                .map(|r| r.path.clone())
-                .unwrap_or_default();
-            Some(self.expand(hash, &path, &blob.data)?)
-        } else {
-            None
+        // Read the node first: one that does not decode must change nothing.
+        let credit = match node_slot {
+            Some(slot) => Some(self.expand(slot, hash, data.as_slice())?),
+            None => None,
         };
+        let len = data.as_slice().len() as u64;
+        let copies = u64::from(as_code) + u64::from(as_node);
         if staged {
             self.stats.restored += 1;
         } else {
             self.stats.processed += 1;
-            self.stats.processed_bytes += blob.data.len() as u64;
+            self.stats.processed_bytes += len;
             // Durable nowhere until a batch holds it, in the main keyspace or in staging.
-            self.unwritten_items += u64::from(as_code) + u64::from(as_node);
-            self.unwritten_bytes +=
-                blob.data.len() as u64 * (u64::from(as_code) + u64::from(as_node));
+            self.unwritten_items += copies;
+            self.unwritten_bytes += len * copies;
         }
-        let mut data = blob.data;
-        if as_code {
+        let mut data = Some(data.into_vec(&mut self.buffers));
+        if let Some(slot) = code_slot {
             // Only a hash pending as both code and node needs a second copy.
-            let code_data = if as_node {
-                data.clone()
-            } else {
-                std::mem::take(&mut data)
-            };
-            if let Some(req) = self.code_reqs.get_mut(&hash) {
-                req.data = Some(code_data);
+            let code_data = if as_node { data.clone() } else { data.take() };
+            if let Some(req) = self.table.at_mut(slot) {
+                req.data = code_data;
             }
-            self.complete(StoreKey::code(hash));
+            self.complete(slot);
         }
-        if let Some(expanded) = children {
-            self.attach_children(hash, data, expanded, staged);
+        if let (Some(slot), Some(credit), Some(data)) = (node_slot, credit, data) {
+            self.attach_children(slot, data, credit, staged);
         }
         Ok(())
     }
@@ -609,7 +723,7 @@ impl Scheduler {
             return;
         }
         let len = data.len() as u64;
-        match self.node_reqs.get_mut(&hash) {
+        match self.table.get_mut(&StoreKey::node(hash)) {
             Some(req) if req.data.is_some() => {
                 // Verified here already; a staged copy makes it durable.
                 if staged && !req.staged {
@@ -619,7 +733,7 @@ impl Scheduler {
                 }
                 return;
             }
-            Some(req) if matches!(req.state, RequestState::Queued | RequestState::Fetching) => {
+            Some(req) if matches!(req.phase, Phase::Queued | Phase::Fetching) => {
                 // Wanted from a peer already: take it now; that answer becomes a duplicate.
                 if !staged {
                     // `take_loose` expects it counted as loose.
@@ -631,7 +745,7 @@ impl Scheduler {
             }
             _ => {}
         }
-        if self.complete_nodes.contains(&hash) {
+        if self.in_batch.contains(&StoreKey::node(hash)) {
             if staged {
                 if let Some(item) = self
                     .batch
@@ -671,16 +785,12 @@ impl Scheduler {
     fn take_loose(&mut self, hash: H256, loose: Loose) -> bool {
         let len = loose.data.len();
         if !loose.staged {
-            // Counted while loose; `process_blob` counts it again as fetched and unwritten.
+            // Counted while loose; `process_bytes` counts it again as fetched and unwritten.
             self.unwritten_items -= 1;
             self.unwritten_bytes -= len as u64;
         }
         let staged = loose.staged;
-        let blob = HashedBlob {
-            hash,
-            data: loose.data,
-        };
-        match self.process_blob(blob, staged) {
+        match self.process_bytes(hash, Bytes::Owned(loose.data), staged) {
             Ok(()) => true,
             Err(_) => {
                 // It was a valid node when verified; not for this path. The fetch decides.
@@ -695,9 +805,9 @@ impl Scheduler {
     /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is
     /// worth sending.
     pub fn is_wanted(&self, key: StoreKey) -> bool {
-        self.requests(key.kind)
-            .get(&key.hash)
-            .is_some_and(|r| r.state == RequestState::Fetching && r.data.is_none())
+        self.table
+            .get(&key)
+            .is_some_and(|r| r.phase == Phase::Fetching && r.data.is_none())
     }
 
     /// Cuts a batch to write in one atomic store transaction, within `limit` (but never
@@ -707,6 +817,12 @@ impl Scheduler {
     #[must_use]
     pub fn commit(&mut self, limit: BatchLimit) -> Cut {
         let mut cut = Cut::default();
+        // Sized once: these grow to thousands of entries per cut.
+        let items = self.batch.len().min(limit.items);
+        cut.batch.nodes.reserve(items);
+        cut.batch
+            .staged
+            .reserve(self.to_stage.len().min(limit.items));
         let (mut ops, mut bytes) = (0usize, 0usize);
         // An entry fits if it stays within both caps; the first always does, so that an item
         // larger than a batch still moves.
@@ -730,18 +846,18 @@ impl Scheduler {
                 cut.new_items += 1;
                 cut.new_bytes += item.data.len() as u64;
             }
+            self.in_batch.remove(&item.key);
+            let entry = (item.key.hash, item.data);
             match item.key.kind {
-                ItemKind::Node => {
-                    self.complete_nodes.remove(&item.key.hash);
-                    cut.batch.nodes.push((item.key.hash, item.data));
-                }
-                ItemKind::Code => {
-                    self.complete_codes.remove(&item.key.hash);
-                    cut.batch.codes.push((item.key.hash, item.data));
-                }
+                ItemKind::Node => cut.batch.nodes.push(entry),
+                ItemKind::Code => cut.batch.codes.push(entry),
             }
             if item.from_account {
                 self.recent.insert(item.key);
+            }
+            if let Some(filter) = &mut self.filter {
+                // Before the write lands, which is fine: lookups run after it, in order.
+                filter.insert(&item.key);
             }
         }
         for (hash, len) in self.discard.drain(..) {
@@ -751,8 +867,12 @@ impl Scheduler {
         }
         // Waiting nodes, oldest first; what does not fit stays for the next cut.
         let mut staged_upto = 0;
-        for hash in &self.to_stage {
-            let Some(req) = self.node_reqs.get_mut(hash) else {
+        for (slot, hash) in &self.to_stage {
+            let Some(req) = self
+                .table
+                .at_mut(*slot)
+                .filter(|r| r.key == StoreKey::node(*hash))
+            else {
                 staged_upto += 1;
                 continue;
             };
@@ -768,7 +888,7 @@ impl Scheduler {
             req.staged = true;
             cut.new_items += 1;
             cut.new_bytes += data.len() as u64;
-            cut.batch.staged.push((*hash, data.clone()));
+            cut.batch.staged.push((*hash, self.buffers.copy_of(data)));
             staged_upto += 1;
         }
         self.to_stage.drain(..staged_upto);
@@ -798,12 +918,28 @@ impl Scheduler {
                 self.loose_unstaged -= 1;
                 cut.new_items += 1;
                 cut.new_bytes += loose.data.len() as u64;
-                cut.batch.staged.push((*hash, loose.data.clone()));
+                cut.batch
+                    .staged
+                    .push((*hash, self.buffers.copy_of(&loose.data)));
             }
         }
         self.unwritten_items -= cut.new_items;
         self.unwritten_bytes -= cut.new_bytes;
         cut
+    }
+
+    /// Takes back the buffers of a batch the store has written, to copy later blobs into
+    /// instead of allocating, while under `budget` bytes are held.
+    pub fn recycle(&mut self, batch: CommitBatch, budget: usize) {
+        let CommitBatch {
+            nodes,
+            codes,
+            staged,
+            ..
+        } = batch;
+        for (_, buffer) in nodes.into_iter().chain(codes).chain(staged) {
+            self.buffers.give_back(buffer, budget);
+        }
     }
 
     /// Whether a cut would write anything.
@@ -834,12 +970,11 @@ impl Scheduler {
     /// to be written, waiting nodes become loose blobs for `next`, which syncs the new root.
     pub fn hand_over(mut self, next: &mut Scheduler) {
         next.recent = std::mem::replace(&mut self.recent, RecentKeys::new(0));
+        if next.filter.is_none() {
+            next.filter = self.filter.take();
+        }
         for item in self.batch.drain(..) {
-            let set = match item.key.kind {
-                ItemKind::Node => &mut next.complete_nodes,
-                ItemKind::Code => &mut next.complete_codes,
-            };
-            if !set.insert(item.key.hash) {
+            if !next.in_batch.insert(item.key) {
                 if item.staged {
                     next.discard.push((item.key.hash, item.data.len()));
                 }
@@ -853,9 +988,9 @@ impl Scheduler {
             next.batch.push_back(item);
         }
         next.discard.append(&mut self.discard);
-        for (hash, req) in self.node_reqs.drain() {
-            if let Some(data) = req.data {
-                next.add_loose(hash, data, req.staged);
+        for req in self.table.drain() {
+            if let (ItemKind::Node, Some(data)) = (req.key.kind, req.data) {
+                next.add_loose(req.key.hash, data, req.staged);
             }
         }
         for (hash, loose) in self.loose.drain() {
@@ -863,60 +998,68 @@ impl Scheduler {
         }
     }
 
-    fn requests(&self, kind: ItemKind) -> &DigestMap<Request> {
-        match kind {
-            ItemKind::Node => &self.node_reqs,
-            ItemKind::Code => &self.code_reqs,
-        }
-    }
-
-    fn requests_mut(&mut self, kind: ItemKind) -> &mut DigestMap<Request> {
-        match kind {
-            ItemKind::Node => &mut self.node_reqs,
-            ItemKind::Code => &mut self.code_reqs,
-        }
-    }
-
-    /// Whether a node at `path` is part of the keyspace the completed fraction measures.
-    fn is_keyspace_path(&self, path: &Nibbles) -> bool {
+    /// Whether a node at a path of `len` nibbles is part of the keyspace the completed
+    /// fraction measures.
+    fn is_keyspace_path(&self, len: usize) -> bool {
         match self.config.mode {
-            SyncMode::State => path.len() < ACCOUNT_PATH_LEN,
+            SyncMode::State => len < ACCOUNT_PATH_LEN,
             SyncMode::Trie => true,
         }
     }
 
     /// Registers a reference to `key` from `parent`. Complete items are skipped; an item
-    /// already pending gains a parent; anything else is parked for a store lookup.
-    fn add_child(&mut self, key: StoreKey, path: Nibbles, parent: Option<H256>) -> Child {
-        let in_batch = match key.kind {
-            ItemKind::Node => self.complete_nodes.contains(&key.hash),
-            ItemKind::Code => self.complete_codes.contains(&key.hash),
-        };
-        if in_batch || self.recent.contains(key) {
+    /// already pending gains a parent; anything else is parked for a store lookup, or queued
+    /// at once when the filter knows the store lacks it.
+    fn add_child(&mut self, key: StoreKey, path: PackedPath, parent: Option<Slot>) -> Child {
+        if self.in_batch.contains(&key) {
             self.stats.found_in_batch += 1;
             return Child::Complete;
         }
-        let reqs = self.requests_mut(key.kind);
-        if let Some(existing) = reqs.get_mut(&key.hash) {
-            existing.parents.extend(parent);
-            return Child::Pending;
+        let vacant = match self.table.lookup(key) {
+            Lookup::Found(slot) => {
+                if let (Some(parent), Some(req)) = (parent, self.table.at_mut(slot)) {
+                    req.parents.push(parent);
+                }
+                return Child::Pending;
+            }
+            Lookup::Absent(vacant) => vacant,
+        };
+        if self.recent.contains(key) {
+            self.stats.found_in_batch += 1;
+            return Child::Complete;
         }
-        reqs.insert(
-            key.hash,
-            Request {
-                path,
-                state: RequestState::Checking,
-                data: None,
-                parents: parent.into_iter().collect(),
-                deps: 0,
-                fetch_depth: None,
-                credit_on_commit: 0,
-                staged: false,
-            },
-        );
-        self.lookups.push(key);
-        self.awaiting_host += 1;
+        let absent = self.filter.as_ref().is_some_and(|f| !f.may_contain(&key));
+        let loose = key.kind == ItemKind::Node && self.loose.contains_key(&key.hash);
+        let priority = path.priority();
+        let slot = vacant.insert(Request::checking(key, path, parent));
+        if absent && !loose {
+            // Certainly not stored, and nothing here can answer it: queue it now.
+            self.enqueue(slot, priority);
+        } else {
+            if absent {
+                self.absent.push(key);
+            } else {
+                self.lookups.push(key);
+            }
+            self.awaiting_host += 1;
+        }
+        self.size_for_bound();
         Child::Pending
+    }
+
+    /// Sizes the table and the queue for `max_pending` at once when a sync first holds a
+    /// quarter of it: small syncs stay small, and a large one's memory does not depend on how
+    /// far its frontier grows before it reaches the bound.
+    fn size_for_bound(&mut self) {
+        let bound = self.config.max_pending;
+        if self.sized || self.table.len() < bound / 4 {
+            return;
+        }
+        self.sized = true;
+        let capacity = bound.saturating_add(bound / 6);
+        self.table
+            .reserve(capacity.saturating_sub(self.table.len()));
+        self.queue.reserve(bound.saturating_sub(self.queue.len()));
     }
 
     /// A request stopped waiting on the host (its lookup was answered or its data arrived).
@@ -925,50 +1068,27 @@ impl Scheduler {
         self.awaiting_host = self.awaiting_host.saturating_sub(1);
     }
 
-    /// Decodes a node and lists what it references, without changing anything.
-    fn expand(&self, hash: H256, path: &Nibbles, data: &[u8]) -> Result<Expanded, ProcessError> {
-        let node = TrieNode::decode(data).map_err(|source| ProcessError::InvalidNode {
-            hash,
-            path: path.clone(),
-            source,
-        })?;
-        let keyspace = self.is_keyspace_path(path);
-        let mut expanded = Expanded::default();
-        if keyspace {
-            let depth = path.len();
-            match &node {
-                TrieNode::Branch(branch) => {
-                    for child in &branch.children {
-                        if !matches!(child, ChildRef::Hash(_)) {
-                            expanded.credit_now += keyspace_share(depth + 1);
-                        }
-                    }
-                }
-                TrieNode::Extension { path: key, child } => {
-                    let below = keyspace_share(depth + key.len());
-                    expanded.credit_now += keyspace_share(depth) - below;
-                    if !matches!(child, ChildRef::Hash(_)) {
-                        expanded.credit_now += below;
-                    }
-                }
-                TrieNode::Leaf { .. } => expanded.credit_on_commit = keyspace_share(depth),
-            }
-        }
-        let accounts = self.config.mode == SyncMode::State && path.len() < ACCOUNT_PATH_LEN;
+    /// Reads node `hash` (its request in `slot`) in place and gathers what it references into `self.children`,
+    /// without changing anything else; says what it does to the keyspace share.
+    fn expand(&mut self, slot: Slot, hash: H256, data: &[u8]) -> Result<Credit, ProcessError> {
+        let Some(req) = self.table.at(slot) else {
+            return Err(ProcessError::NotRequested);
+        };
+        let Scratch { children, path, .. } = &mut self.scratch;
+        req.path.unpack_into(path);
+        let depth = path.len();
+        let accounts = self.config.mode == SyncMode::State && depth < ACCOUNT_PATH_LEN;
+        children.clear();
         let mut failure = None;
-        node.visit_children(path, &mut |child| match child {
-            NodeChild::Hash { path, hash } => expanded.children.push((StoreKey::node(hash), path)),
-            NodeChild::Value {
-                path: value_path,
-                value,
-            } if accounts => {
-                if failure.is_some() {
-                    return;
-                }
-                if value_path.len() != ACCOUNT_PATH_LEN {
+        let shape = visit_encoded(data, path, accounts, &mut |child| match child {
+            ChildAt::Hash { path, hash } => {
+                children.push((StoreKey::node(hash), PackedPath::pack(path)));
+            }
+            ChildAt::Value { path, value } if accounts && failure.is_none() => {
+                if path.len() != ACCOUNT_PATH_LEN {
                     failure = Some(ProcessError::ValueOffAccountPath {
                         hash,
-                        path: value_path,
+                        path: path.clone(),
                     });
                     return;
                 }
@@ -976,60 +1096,88 @@ impl Scheduler {
                     Ok(account) => {
                         if account.storage_root != EMPTY_ROOT_HASH {
                             let key = StoreKey::node(account.storage_root);
-                            expanded.children.push((key, value_path.clone()));
+                            children.push((key, PackedPath::pack(path)));
                         }
                         if account.code_hash != KECCAK_EMPTY {
-                            expanded
-                                .children
-                                .push((StoreKey::code(account.code_hash), value_path));
+                            let key = StoreKey::code(account.code_hash);
+                            children.push((key, PackedPath::pack(path)));
                         }
                     }
                     Err(source) => {
                         failure = Some(ProcessError::InvalidAccount {
                             hash,
-                            path: value_path,
+                            path: path.clone(),
                             source,
                         })
                     }
                 }
             }
-            NodeChild::Value { .. } => {}
+            ChildAt::Value { .. } => {}
         });
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(expanded),
+        let shape = shape.map_err(|source| ProcessError::InvalidNode {
+            hash,
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
         }
+        let mut credit = Credit {
+            now: 0,
+            leaf: false,
+        };
+        if self.is_keyspace_path(depth) {
+            match shape {
+                NodeShape::Branch { hashed } => {
+                    let unhashed = 16 - hashed.count_ones();
+                    credit.now = u128::from(unhashed) * keyspace_share(depth + 1);
+                }
+                NodeShape::Extension { len, hashed } => {
+                    let below = keyspace_share(depth + len);
+                    credit.now = keyspace_share(depth) - below;
+                    if !hashed {
+                        credit.now += below;
+                    }
+                }
+                NodeShape::Leaf => credit.leaf = true,
+            }
+        }
+        Ok(credit)
     }
 
-    fn attach_children(&mut self, hash: H256, data: Vec<u8>, expanded: Expanded, staged: bool) {
+    /// Registers the children `expand` gathered under the node in `slot`, gives it its data,
+    /// and completes it if nothing is left to wait for.
+    fn attach_children(&mut self, slot: Slot, data: Vec<u8>, credit: Credit, staged: bool) {
         let mut deps = 0;
-        let mut credit = expanded.credit_now;
-        for (key, path) in expanded.children {
-            let share = if key.kind == ItemKind::Node && self.is_keyspace_path(&path) {
+        let mut completed = credit.now;
+        let mut children = std::mem::take(&mut self.scratch.children);
+        for (key, path) in children.drain(..) {
+            let share = if key.kind == ItemKind::Node && self.is_keyspace_path(path.len()) {
                 keyspace_share(path.len())
             } else {
                 0
             };
-            match self.add_child(key, path, Some(hash)) {
-                Child::Complete => credit += share,
+            match self.add_child(key, path, Some(slot)) {
+                Child::Complete => completed += share,
                 Child::Pending => deps += 1,
             }
         }
-        self.completed += credit;
-        let Some(req) = self.node_reqs.get_mut(&hash) else {
+        self.scratch.children = children;
+        self.completed += completed;
+        let Some(req) = self.table.at_mut(slot) else {
             return;
         };
         req.data = Some(data);
         req.staged = staged;
         req.deps += deps;
-        req.credit_on_commit = expanded.credit_on_commit;
+        req.leaf = credit.leaf;
         if req.deps == 0 {
-            self.complete(StoreKey::node(hash));
+            self.complete(slot);
         } else {
-            let answered = matches!(req.state, RequestState::Checking | RequestState::Fetching);
-            req.state = RequestState::Waiting;
+            let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
+            req.phase = Phase::Waiting;
             if !staged {
-                self.to_stage.push(hash);
+                self.to_stage.push((slot, req.key.hash));
             }
             if answered {
                 self.host_answered();
@@ -1037,37 +1185,45 @@ impl Scheduler {
         }
     }
 
-    /// Completes `key`: its data (if fetched) goes to the memory batch, the request is
-    /// dropped, and parents left with no pending children complete in turn.
-    fn complete(&mut self, key: StoreKey) {
-        let mut stack = vec![key];
-        while let Some(key) = stack.pop() {
-            let Some(req) = self.requests_mut(key.kind).remove(&key.hash) else {
+    /// Completes the request in `slot`: its data (if fetched) goes to the memory batch, a
+    /// request without data (found in the store) is dropped, and parents left with no
+    /// pending children complete in turn.
+    fn complete(&mut self, slot: Slot) {
+        let mut stack = std::mem::take(&mut self.scratch.completing);
+        stack.push(slot);
+        while let Some(slot) = stack.pop() {
+            // What completing needs is taken out; the rest is dropped where it lies.
+            let Some(req) = self.table.at_mut(slot) else {
                 continue;
             };
-            if matches!(req.state, RequestState::Checking | RequestState::Fetching) {
+            let (key, staged, path_len) = (req.key, req.staged, req.path.len());
+            let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
+            let (fetch_depth, leaf) = (req.fetch_depth, req.leaf);
+            let data = req.data.take();
+            let parents = std::mem::take(&mut req.parents);
+            self.table.free(slot);
+            if answered {
                 self.host_answered();
             }
-            if let Some(depth) = req.fetch_depth {
-                if let Some(count) = self.fetches.get_mut(depth) {
+            if let Some(depth) = fetch_depth {
+                if let Some(count) = self.fetches.get_mut(usize::from(depth)) {
                     *count = count.saturating_sub(1);
                 }
             }
-            self.completed += req.credit_on_commit;
-            if let Some(data) = req.data {
+            if leaf {
+                self.completed += keyspace_share(path_len);
+            }
+            if let Some(data) = data {
                 self.stats.committed += 1;
                 self.batch_bytes += data.len();
-                match key.kind {
-                    ItemKind::Node => self.complete_nodes.insert(key.hash),
-                    ItemKind::Code => self.complete_codes.insert(key.hash),
-                };
+                self.in_batch.insert(key);
                 let from_account = key.kind == ItemKind::Code
-                    || (self.config.mode == SyncMode::State && req.path.len() == ACCOUNT_PATH_LEN);
+                    || (self.config.mode == SyncMode::State && path_len == ACCOUNT_PATH_LEN);
                 self.batch.push_back(Completed {
                     key,
                     from_account,
                     data,
-                    staged: req.staged,
+                    staged,
                 });
             } else if key.kind == ItemKind::Node {
                 if let Some(loose) = self.loose.remove(&key.hash) {
@@ -1081,84 +1237,17 @@ impl Scheduler {
                     }
                 }
             }
-            for parent in req.parents {
-                if let Some(p) = self.node_reqs.get_mut(&parent) {
+            parents.for_each(|parent| {
+                if let Some(p) = self.table.at_mut(parent) {
                     p.deps = p.deps.saturating_sub(1);
-                    if p.deps == 0 && p.state == RequestState::Waiting {
-                        stack.push(StoreKey::node(parent));
+                    if p.deps == 0 && p.phase == Phase::Waiting {
+                        stack.push(parent);
                     }
                 }
-            }
+            });
         }
+        self.scratch.completing = stack;
     }
-}
-
-/// Keys cut recently, bounded: two generations of at most half the cap each. A key found in
-/// the older generation moves to the newer one, so keys referenced again and again (shared
-/// code, a shared storage trie) stay while the rest ages out: an LRU at the cost of two sets.
-#[derive(Debug)]
-struct RecentKeys {
-    half: usize,
-    current: KeySets,
-    old: KeySets,
-}
-
-#[derive(Debug, Default)]
-struct KeySets {
-    nodes: DigestSet,
-    codes: DigestSet,
-}
-
-impl KeySets {
-    fn set(&mut self, kind: ItemKind) -> &mut DigestSet {
-        match kind {
-            ItemKind::Node => &mut self.nodes,
-            ItemKind::Code => &mut self.codes,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.nodes.len() + self.codes.len()
-    }
-}
-
-impl RecentKeys {
-    fn new(cap: usize) -> RecentKeys {
-        RecentKeys {
-            half: cap / 2,
-            current: KeySets::default(),
-            old: KeySets::default(),
-        }
-    }
-
-    fn insert(&mut self, key: StoreKey) {
-        if self.half == 0 {
-            return;
-        }
-        self.current.set(key.kind).insert(key.hash);
-        if self.current.len() >= self.half {
-            self.old = std::mem::take(&mut self.current);
-        }
-    }
-
-    fn contains(&mut self, key: StoreKey) -> bool {
-        if self.current.set(key.kind).contains(&key.hash) {
-            return true;
-        }
-        if self.old.set(key.kind).remove(&key.hash) {
-            self.insert(key);
-            return true;
-        }
-        false
-    }
-}
-
-/// What a node references, found before anything is changed.
-#[derive(Default)]
-struct Expanded {
-    children: Vec<(StoreKey, Nibbles)>,
-    credit_now: u128,
-    credit_on_commit: u128,
 }
 
 #[cfg(test)]
