@@ -14,24 +14,11 @@
 // nothing beyond the writes it must make.
 
 import { loadWasm } from '/lib/wasm-browser.mjs';
+import { buildSource, nextTask, request, transactionDone } from './common.mjs';
 
 // The wasm package, once `ready` resolved.
 let StateSource;
 let StateSync;
-
-const ITEMS_PER_ACCOUNT = 3.2;
-const SYNTHETIC_SEED = 1;
-
-/** The next task, without setTimeout's clamping of nested timers to 4 ms. */
-const nextTask = (() => {
-  const channel = new MessageChannel();
-  const queue = [];
-  channel.port1.onmessage = () => queue.shift()();
-  return (fn) => {
-    queue.push(fn);
-    channel.port2.postMessage(0);
-  };
-})();
 
 // The write recorder: on while the sync runs, recording puts and deletes made in the named
 // database (and counting the store's lookups, `count` requests in readonly transactions).
@@ -66,23 +53,9 @@ IDBObjectStore.prototype.delete = function del(key) {
   return originalDelete.call(this, key);
 };
 
-const request = (req) =>
-  new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-
 async function deleteDatabase(name) {
   const req = indexedDB.deleteDatabase(name);
   await request(req);
-}
-
-function buildSource(state, genesisJson) {
-  if (state === 'genesis') return { source: StateSource.fromGenesis(genesisJson), name: 'mainnet-genesis' };
-  const m = /^synthetic[:-](\d+)$/.exec(state);
-  if (!m) throw new Error(`unknown state ${state}`);
-  const target = Number(m[1]);
-  return { source: StateSource.synthetic(Math.floor(target / ITEMS_PER_ACCOUNT), SYNTHETIC_SEED), name: `synthetic-${target}` };
 }
 
 async function syncPass(source, database, { peers, batchBytes }) {
@@ -141,11 +114,7 @@ async function rawPass(database, batches) {
       if (value === undefined) stores[store].delete(key);
       else stores[store].put(value, key);
     }
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error('aborted'));
-    });
+    await transactionDone(tx);
   }
   const ms = performance.now() - started;
   db.close();
@@ -158,7 +127,7 @@ async function rawPass(database, batches) {
  */
 async function run({ state = 'genesis', genesisJson, repeat = 3, peers = 4, batchBytes = 1 << 20 } = {}) {
   await ready;
-  const { source, name } = buildSource(state, genesisJson);
+  const { source, name } = buildSource({ StateSource }, state, genesisJson);
   const items = source.nodeCount + source.codeCount;
   let sync;
   let raw;

@@ -1,6 +1,5 @@
-// Pieces the browser benchmarks' Workers share (web/bench/opfs-worker.mjs; the OPFS test
-// harness, tests/e2e/opfs-harness/, imports them too). web/bench/bench.mjs has its own copies
-// of the same helpers (it predates this file).
+// Pieces the browser benchmarks share: the page (web/bench/bench.mjs), its OPFS Worker
+// (web/bench/opfs-worker.mjs) and the OPFS test harness (tests/e2e/opfs-harness/).
 
 export const ITEMS_PER_ACCOUNT = 3.2;
 export const SYNTHETIC_SEED = 1;
@@ -21,6 +20,14 @@ export const request = (req) =>
   new Promise((resolve, reject) => {
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
+  });
+
+/** A transaction's end as a promise: resolves on complete, rejects on error or abort. */
+export const transactionDone = (tx) =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error('aborted'));
   });
 
 /** The StateSource of a bench state ("genesis" or "synthetic:<items>") and its name in the rows. */

@@ -21,7 +21,7 @@
 
 import { loadWasm } from '/lib/wasm-browser.mjs';
 import { deleteOpfsStore, openOpfsStore } from '/lib/opfs-store.mjs';
-import { buildSource, nextTask, request } from './common.mjs';
+import { buildSource, nextTask, request, transactionDone } from './common.mjs';
 
 /**
  * One batch as one buffer: every put's key and value, every delete's key, the progress key and
@@ -148,11 +148,7 @@ async function rawIndexedDbPass(name, batches) {
       o += length;
     }
     meta.put(bytes.slice(progressAt), 'progress');
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error('aborted'));
-    });
+    await transactionDone(tx);
   }
   const ms = performance.now() - started;
   db.close();
