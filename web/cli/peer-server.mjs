@@ -95,7 +95,7 @@ const REFUSALS = Object.freeze({
  * @param {object} o
  * @param {object} [o.limits] overrides of `DEFAULT_LIMITS`
  * @param {(message: string) => void} [o.log] told the first time each kind of refusal happens
- * @returns {Promise<{url: string, port: number, stats: object, limits: object, close: () => Promise<void>}>}
+ * @returns {Promise<{url: string, port: number, stats: object, limits: object, hold: () => () => void, close: () => Promise<void>}>}
  */
 export async function startPeerServer({ source, port = 0, host = '127.0.0.1', networkId = 1, faults = {}, limits = {}, seed = 1, statusFrame, log = () => {} }) {
   const f = { ...DEFAULT_FAULTS, ...faults };
@@ -104,6 +104,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
   const stats = {
     connections: 0,
     requests: 0,
+    hashes: 0, // hashes asked for in the requests taken (re-requests and hedges included)
     answered: 0,
     ignored: 0, // Status or NodeData from a client: nothing to answer
     dropped: 0,
@@ -122,6 +123,9 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
   const refuse = (kind, detail) => {
     if (stats.refused[kind]++ === 0) log(`peer server refused ${REFUSALS[kind]}${detail ? `: ${detail}` : ''}; further ones are only counted`);
   };
+  // hold(): answers are parked instead of sent until the release it returns (a test's way to
+  // freeze a sync at a chosen point, e.g. just before reloading the page that runs it).
+  let parked = null;
   const timers = new Set();
   const later = (ms, fn) => {
     const t = setTimeout(() => {
@@ -219,6 +223,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
     const take = async (frame) => {
       inFlight++;
       stats.requests++;
+      stats.hashes += countHashes(frame);
       served++;
       if (f.closeAfter > 0 && served > f.closeAfter) {
         stats.closed++;
@@ -266,8 +271,9 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
         stats.stalled++;
         delay += f.stallMs;
       }
-      if (delay > 0) later(delay, () => send(answer));
-      else send(answer);
+      const deliver = () => (parked ? parked.push(() => send(answer)) : send(answer));
+      if (delay > 0) later(delay, deliver);
+      else deliver();
     };
 
     socket.on('message', (data, isBinary) => {
@@ -296,6 +302,15 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
     port: address.port,
     stats,
     limits: l,
+    /** Parks every answer (requests are still read) until the returned release is called. */
+    hold: () => {
+      parked ??= [];
+      return () => {
+        const due = parked ?? [];
+        parked = null;
+        for (const deliver of due) deliver();
+      };
+    },
     close: () =>
       new Promise((resolve) => {
         for (const t of timers) clearTimeout(t);
@@ -307,7 +322,10 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
   };
 }
 
-/** Hashes in a GetNodeData frame: payload bytes / 33 is close enough for halving. */
+/**
+ * Hashes in a GetNodeData frame: (bytes - 4) / 33 rounded down, exact for a well-formed frame
+ * (a hash is 33 bytes with its RLP prefix; code, request id and list headers are 4-18 bytes).
+ */
 function countHashes(frame) {
   return Math.max(1, Math.floor((frame.length - 4) / 33));
 }

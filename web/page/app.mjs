@@ -57,6 +57,8 @@ const hook = {
   lastEvent: null,
   /** @type {Progress | null} */
   lastProgress: null,
+  /** The stored record found at load (null: nothing stored), whatever the page did with it. */
+  foundAtLoad: null,
   /** The stored record found at load, when the page resumed by itself. */
   resumedFrom: null,
   autoStarted: false,
@@ -561,6 +563,7 @@ async function main() {
   } catch (err) {
     showError(err, 'reading stored progress');
   }
+  hook.foundAtLoad = record;
   hook.ready = true;
   if (record && !record.complete) {
     // Resume by itself: the stored root with the configured peers.
