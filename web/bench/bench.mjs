@@ -14,7 +14,7 @@
 // nothing beyond the writes it must make.
 
 import { loadWasm } from '/lib/wasm-browser.mjs';
-import { buildSource, nextTask, request, transactionDone } from './common.mjs';
+import { buildSource, request, syncFromPeers, transactionDone } from './common.mjs';
 
 // The wasm package, once `ready` resolved.
 let StateSource;
@@ -62,26 +62,11 @@ async function syncPass(source, database, { peers, batchBytes }) {
   await deleteDatabase(database);
   recorder = { database, batches: [], byTransaction: new Map(), lookups: 0, lookupTransactions: new Set() };
   const sync = new StateSync({ root: source.root, database, batchBytes, progressIntervalMs: 3_600_000 });
-  let servingMs = 0;
-  for (let id = 1; id <= peers; id++) {
-    sync.addPeer(id, (frame) => {
-      const t0 = performance.now();
-      const answer = source.answer(frame);
-      servingMs += performance.now() - t0;
-      if (answer) nextTask(() => sync.receive(id, answer));
-    });
-  }
-  const status = source.statusFrame(1);
-  const started = performance.now();
-  const done = sync.start();
-  for (let id = 1; id <= peers; id++) sync.receive(id, status);
-  const progress = await done;
-  const wallMs = performance.now() - started;
+  // free() closes its connection, so the database can be deleted.
+  const { progress, servingMs, wallMs } = await syncFromPeers(sync, source, peers).finally(() => sync.free());
   const { batches, lookups } = recorder;
   const lookupTransactions = recorder.lookupTransactions.size;
   recorder = null;
-  sync.free(); // closes its connection, so the database can be deleted
-  if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
   return {
     ms: wallMs - servingMs,
     wallMs,

@@ -21,7 +21,7 @@
 
 import { loadWasm } from '/lib/wasm-browser.mjs';
 import { deleteOpfsStore, openOpfsStore } from '/lib/opfs-store.mjs';
-import { buildSource, nextTask, request, transactionDone } from './common.mjs';
+import { buildSource, request, syncFromPeers, transactionDone } from './common.mjs';
 
 /**
  * One batch as one buffer: every put's key and value, every delete's key, the progress key and
@@ -55,22 +55,7 @@ function recordBatch(puts, deletes, progressKey, progress) {
 /** Syncs `source` into `store` (a JS store, or null: the engine's memory store) from in-Worker peers. */
 async function runEngine(wasm, source, store, { peers, batchBytes }) {
   const sync = new wasm.StateSync({ root: source.root, ...(store ? { store } : { memory: true }), batchBytes, progressIntervalMs: 3_600_000 });
-  let servingMs = 0;
-  for (let id = 1; id <= peers; id++) {
-    sync.addPeer(id, (frame) => {
-      const t0 = performance.now();
-      const answer = source.answer(frame);
-      servingMs += performance.now() - t0;
-      if (answer) nextTask(() => sync.receive(id, answer));
-    });
-  }
-  const done = sync.start();
-  const status = source.statusFrame(1);
-  for (let id = 1; id <= peers; id++) sync.receive(id, status);
-  const progress = await done;
-  sync.free();
-  if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
-  return { progress, servingMs };
+  return syncFromPeers(sync, source, peers).finally(() => sync.free());
 }
 
 async function syncPass(wasm, source, name, options) {
