@@ -328,18 +328,29 @@ async function soakBrowser() {
     const points = Array.from({ length: reloads }, () => 0.05 + 0.9 * random()).sort((a, b) => a - b);
     const sessions = [];
     let storedAtStart = 0;
+    // What the peers delivered: the page's progress reports lag (items verified after the last
+    // one would be invisible), so the loss is measured from the peers' side instead.
+    const delivered = () => peers.reduce((n, p) => n + p.stats.answeredHashes, 0);
+    let deliveredAtStart = 0;
     for (const [i, point] of points.entries()) {
       const before = await waitFor(`${(point * 100).toFixed(1)}%`, (h) => h.lastProgress && h.lastProgress.fraction >= point && h.lastProgress.processed > 0);
+      // Freeze the peers (their answers parked) and reload at once: the page is still verifying
+      // and writing what it received; everything it received is counted.
+      const releases = peers.map((p) => p.hold());
+      const sent = delivered() - deliveredAtStart;
       await page.reload();
       const resumed = await waitFor('the page to resume by itself', (h) => h.ready && h.autoStarted);
+      deliveredAtStart = delivered();
+      for (const release of releases) release();
       const p = before.lastProgress;
       // Stored = committed + staged (verified items whose subtries were not complete yet).
       const stored = resumed.resumedFrom.committedItems + (resumed.resumedFrom.stagedItems ?? 0);
-      const session = { reload_at: point, fraction: p.fraction, stored_at_start: storedAtStart, processed: p.processed, committed: p.committed, stored_at_next_start: stored };
+      const session = { reload_at: point, fraction: p.fraction, stored_at_start: storedAtStart, processed: p.processed, committed: p.committed, delivered: sent, stored_at_next_start: stored };
       session.kept = stored - storedAtStart;
-      session.lost = Math.max(0, p.processed - session.kept);
+      // An upper bound: what the peers delivered this session includes re-requests and hedges.
+      session.lost = Math.max(0, sent - session.kept);
       sessions.push(session);
-      log(`browser: reload ${i + 1}/${reloads} at ${(100 * p.fraction).toFixed(1)}%: fetched ${count(p.processed)} this session, ${count(stored)} stored after the reload (lost ${count(session.lost)})`);
+      log(`browser: reload ${i + 1}/${reloads} at ${(100 * p.fraction).toFixed(1)}%: peers delivered ${count(sent)} this session (the page last reported ${count(p.processed)}), ${count(stored)} stored after the reload (lost at most ${count(session.lost)})`);
       storedAtStart = stored;
     }
     const done = await waitFor('the sync to finish and verify', (h) => h.verified);

@@ -106,6 +106,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
     requests: 0,
     hashes: 0, // hashes asked for in the requests taken (re-requests and hedges included)
     answered: 0,
+    answeredHashes: 0, // hashes of the requests answered (an answer may hold fewer items)
     ignored: 0, // Status or NodeData from a client: nothing to answer
     dropped: 0,
     stalled: 0,
@@ -196,7 +197,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
       }
     };
     const pump = () => {
-      while (held.length && queuedBytes < l.maxQueuedBytes) write(held.shift());
+      while (held.length && queuedBytes < l.maxQueuedBytes) write(...held.shift());
       while (waiting.length && inFlight < l.maxInFlight && queuedBytes < l.maxQueuedBytes) {
         const frame = waiting.shift();
         waitingBytes -= frame.length;
@@ -208,22 +209,24 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
       inFlight--;
       pump();
     };
-    const write = (answer) => {
+    const write = (answer, hashes) => {
       if (socket.readyState !== socket.OPEN) return finish();
       queuedBytes += answer.length;
       stats.peakQueuedBytes = Math.max(stats.peakQueuedBytes, queuedBytes);
       stats.answered++;
+      stats.answeredHashes += hashes;
       socket.send(answer, () => {
         queuedBytes -= answer.length;
         finish();
       });
     };
-    const send = (answer) => (queuedBytes < l.maxQueuedBytes ? write(answer) : held.push(answer));
+    const send = (answer, hashes) => (queuedBytes < l.maxQueuedBytes ? write(answer, hashes) : held.push([answer, hashes]));
 
     const take = async (frame) => {
       inFlight++;
       stats.requests++;
-      stats.hashes += countHashes(frame);
+      const hashes = countHashes(frame);
+      stats.hashes += hashes;
       served++;
       if (f.closeAfter > 0 && served > f.closeAfter) {
         stats.closed++;
@@ -271,7 +274,7 @@ export async function startPeerServer({ source, port = 0, host = '127.0.0.1', ne
         stats.stalled++;
         delay += f.stallMs;
       }
-      const deliver = () => (parked ? parked.push(() => send(answer)) : send(answer));
+      const deliver = () => (parked ? parked.push(() => send(answer, hashes)) : send(answer, hashes));
       if (delay > 0) later(delay, deliver);
       else deliver();
     };
