@@ -61,6 +61,33 @@ export function discardStore() {
 }
 
 /**
+ * A JS store that keeps everything in a Map (keys as latin1 strings): LevelDB's work without
+ * LevelDB. It copies what it keeps: the engine's keys and values are views valid only during
+ * the call (wasm/src/types.rs, JsStore).
+ */
+export function memoryStore() {
+  const map = new Map();
+  let progress = null;
+  const name = (key) => Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+  return {
+    has: (keys) => keys.map((k) => map.has(name(k))),
+    get: (keys) => keys.map((k) => map.get(name(k)) ?? null),
+    write(puts, deletes, _progressKey, record) {
+      for (const [k, v] of puts) map.set(name(k), v.slice());
+      for (const k of deletes) map.delete(name(k));
+      progress = record.slice();
+    },
+    readProgress: () => progress,
+    scan(prefix) {
+      const p = name(prefix);
+      const out = [];
+      for (const [k, v] of map) if (k.startsWith(p)) out.push([Uint8Array.from(Buffer.from(k, 'latin1')), v]);
+      return out;
+    },
+  };
+}
+
+/**
  * Syncs `source` with a `StateSync` of `wasm` from `peers` in-process peers.
  * Zero latency (`latencyMs` 0): each answer is delivered on the next turn of the event loop
  * (setImmediate), and the time spent in `source.answer` (serving, which on a network runs
