@@ -162,10 +162,9 @@ export class LevelStore {
     this.writtenBytes = 0;
   }
 
-  /** Whether each key is stored: one native multi-get (values are small; no iterator). */
+  /** Whether each key is stored: one native hasMany (no values copied out; classic-level ≥ 2). */
   async has(keys) {
-    const values = await this.db.getMany(keys).catch((err) => classify(err, this));
-    return values.map((v) => v !== undefined);
+    return this.db.hasMany(keys).catch((err) => classify(err, this));
   }
 
   async get(keys) {
@@ -175,22 +174,29 @@ export class LevelStore {
 
   /**
    * One atomic LevelDB write batch: every put and delete of a commit (main keyspace and
-   * staging area) and the progress record it advances.
+   * staging area) and the progress record it advances. A chained batch: each put goes straight
+   * into the native batch (copied there, so the engine's views need not outlive this call),
+   * with no array of operation objects for abstract-level to check and copy again.
    */
   async write(puts, deletes, progressKey, progress) {
-    const ops = new Array(puts.length + deletes.length + 1);
     let bytes = 0;
-    let i = 0;
-    for (const [key, value] of puts) {
-      ops[i++] = { type: 'put', key, value };
-      bytes += value.length;
+    let batch;
+    try {
+      batch = this.db.batch();
+      for (const [key, value] of puts) {
+        batch.put(key, value);
+        bytes += value.length;
+      }
+      for (const key of deletes) batch.del(key);
+      batch.put(progressKey, progress);
+    } catch (err) {
+      await batch?.close().catch(() => {});
+      await classify(err, this);
     }
-    for (const key of deletes) ops[i++] = { type: 'del', key };
-    ops[i] = { type: 'put', key: progressKey, value: progress };
-    await this.db.batch(ops).catch((err) => classify(err, this));
+    await batch.write().catch((err) => classify(err, this));
     this.writes++;
     this.writtenBytes += bytes;
-    this.largestBatch = Math.max(this.largestBatch ?? 0, ops.length - 1);
+    this.largestBatch = Math.max(this.largestBatch ?? 0, puts.length + deletes.length);
   }
 
   /** Every [key, value] whose key starts with `prefix` (the staging area on resume). */
