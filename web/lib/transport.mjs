@@ -47,7 +47,10 @@ export function connectPeers({ urls, sync, WebSocket: Ctor = globalThis.WebSocke
       return;
     }
     peer.socket = socket;
-    socket.binaryType = 'arraybuffer';
+    // ws (Node.js) hands over its own Buffer as is; 'arraybuffer' would copy every frame into
+    // a fresh ArrayBuffer first. A browser's WebSocket ignores 'nodebuffer'.
+    socket.binaryType = 'nodebuffer';
+    if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer';
     const id = peer.id;
     let registered = false;
     socket.onopen = () => {
@@ -75,7 +78,7 @@ export function connectPeers({ urls, sync, WebSocket: Ctor = globalThis.WebSocke
     socket.onmessage = (event) => {
       // After close() the sync may be gone: a late frame has nowhere to go.
       if (closed || typeof event.data === 'string') return;
-      sync.receive(id, new Uint8Array(event.data));
+      sync.receive(id, event.data instanceof Uint8Array ? event.data : new Uint8Array(event.data));
     };
     socket.onerror = (event) => {
       peer.lastError = event?.message || 'connection error';
