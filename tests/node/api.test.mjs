@@ -102,6 +102,31 @@ test('syncs into a JavaScript store and memory; verifyState and readProgress rea
   assert.equal((await syncState({ root: GENESIS_ROOT, peers: [url], memory: true })).committed, GENESIS_NODES);
 });
 
+test('a store call hands over its keys and values as views into one buffer; a store that copies them syncs a whole state', async (t) => {
+  const url = await peer(t);
+  const store = mapStore();
+  const buffers = { get: [], write: [] };
+  const { get, write } = store;
+  // Every key and value of one call: how many distinct ArrayBuffers they live in.
+  const distinct = (arrays) => new Set(arrays.map((a) => a.buffer)).size;
+  store.get = function (keys) {
+    if (keys.length) buffers.get.push(distinct(keys));
+    return get.call(this, keys);
+  };
+  store.write = function (puts, deletes, progressKey, progress) {
+    if (puts.length + deletes.length) buffers.write.push(distinct([...puts.flat(), ...deletes]));
+    return write.call(this, puts, deletes, progressKey, progress);
+  };
+  // Small batches: many writes, some moving staged nodes (deletes) into the main keyspace.
+  const summary = await syncState({ root: GENESIS_ROOT, peers: [url], store, batchBytes: 16 * 1024 });
+  assert.equal(summary.committed, GENESIS_NODES);
+  // verifyState reads the whole state back through get().
+  assert.equal((await verifyState({ store })).accounts, GENESIS_ACCOUNTS);
+  assert.ok(buffers.get.length > 0 && buffers.write.length > 1, `${buffers.get.length} gets, ${buffers.write.length} writes`);
+  assert.deepEqual([...new Set(buffers.get)], [1], 'each get() call: one buffer');
+  assert.deepEqual([...new Set(buffers.write)], [1], 'each write(): one buffer');
+});
+
 test('a store that keeps failing: retried, then STORE_QUOTA with what is stored; the next call resumes', async (t) => {
   const url = await peer(t);
   const store = mapStore();

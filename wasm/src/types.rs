@@ -153,6 +153,12 @@ export interface VerifyResult {
  * `code` or `name` classifies it: `QuotaExceededError` / `QUOTA_EXCEEDED` as
  * `QuotaExceeded`, `InvalidStateError` / `CLOSED` / `LEVEL_DATABASE_NOT_OPEN` as `Closed`,
  * `VersionError` / `BLOCKED` / `LEVEL_LOCKED` as `Blocked`, anything else as `Other`.
+ *
+ * Lifetime: the keys and values the engine passes (to `has`, `get` and `write`) are views into
+ * one buffer per call, valid only until the call returns or its promise settles; the engine may
+ * reuse that memory afterwards. A store that keeps a key or value longer copies it
+ * (`value.slice()`); a store that writes them out before settling (LevelDB's batch, an
+ * IndexedDB put, which clones) needs nothing more. What the store returns is the engine's to copy.
  */
 export interface JsStore {
   /** Whether each key is stored, in order. */

@@ -17,11 +17,17 @@
 //! ```
 //! A rejection's `code` (or `name`) classifies it: `QuotaExceededError`, `CLOSED`,
 //! `LEVEL_LOCKED`, … (see `failure_from_js`).
+//!
+//! The keys and values of one call are copied out of wasm memory once, into one `Uint8Array`,
+//! and handed over as subarray views into it: one allocation per call instead of one per item
+//! (a 1 MiB batch holds ~8,000 of them). The views are the store's only until the call's
+//! promise settles: a store that keeps a key or value after that copies it (`slice()`), which
+//! also keeps it from holding the whole call's buffer alive.
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use statesync_core::engine::StoreFailure;
-use statesync_core::store::{staged_hash, staging_key, PROGRESS_KEY, STAGING_KEY_PREFIX};
-use statesync_core::{CommitBatch, ProgressRecord, StoreKey, H256};
+use statesync_core::store::{staged_hash, CODE_KEY_PREFIX, PROGRESS_KEY, STAGING_KEY_PREFIX};
+use statesync_core::{CommitBatch, ItemKind, ProgressRecord, StoreKey, H256};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -58,10 +64,11 @@ impl JsStore {
     }
 
     fn keys(keys: &[StoreKey]) -> JsValue {
-        keys.iter()
-            .map(|k| JsValue::from(Uint8Array::from(k.flat_key().as_slice())))
-            .collect::<Array>()
-            .into()
+        let mut packed = Packed::with_capacity(keys.len(), keys.len() * 33);
+        for key in keys {
+            packed.push_key(key);
+        }
+        packed.views().into_iter().collect::<Array>().into()
     }
 
     pub async fn load_progress(&self) -> Result<Option<Vec<u8>>, StoreFailure> {
@@ -136,22 +143,36 @@ impl JsStore {
         batch: &CommitBatch,
         record: &ProgressRecord,
     ) -> Result<(), StoreFailure> {
-        let pair = |key: &[u8], value: &[u8]| -> JsValue {
-            let pair = Array::new();
-            pair.push(&Uint8Array::from(key));
-            pair.push(&Uint8Array::from(value));
-            pair.into()
-        };
-        let puts: Array = batch
-            .items()
-            .map(|(k, v)| pair(&k.flat_key(), v))
-            .chain(batch.staged.iter().map(|(h, v)| pair(&staging_key(h), v)))
+        // Puts as key, value, key, value…, then the deletes' keys: one buffer for the call.
+        let puts_len = batch.items().count() + batch.staged.len();
+        let bytes = batch.items().map(|(_, v)| 33 + v.len()).sum::<usize>()
+            + batch
+                .staged
+                .iter()
+                .map(|(_, v)| 49 + v.len())
+                .sum::<usize>()
+            + batch.unstaged.len() * 49;
+        let mut packed = Packed::with_capacity(2 * puts_len + batch.unstaged.len(), bytes);
+        for (key, value) in batch.items() {
+            packed.push_key(&key);
+            packed.push(value);
+        }
+        for (hash, value) in &batch.staged {
+            packed.push_staging_key(hash);
+            packed.push(value);
+        }
+        for hash in &batch.unstaged {
+            packed.push_staging_key(hash);
+        }
+        let mut views = packed.views().into_iter();
+        let puts: Array = views
+            .by_ref()
+            .take(2 * puts_len)
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|kv| JsValue::from(Array::of2(&kv[0], &kv[1])))
             .collect();
-        let deletes: Array = batch
-            .unstaged
-            .iter()
-            .map(|h| JsValue::from(Uint8Array::from(staging_key(h).as_slice())))
-            .collect();
+        let deletes: Array = views.collect();
         let progress = Uint8Array::from(record.encode().as_slice());
         self.call(
             "write",
@@ -164,5 +185,56 @@ impl JsStore {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The byte strings of one store call, copied into JavaScript as one `Uint8Array` and handed
+/// out as views into it.
+struct Packed {
+    bytes: Vec<u8>,
+    /// Where each string ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Packed {
+    fn with_capacity(strings: usize, bytes: usize) -> Packed {
+        Packed {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(strings),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// A key in geth's flat layout (`StoreKey::flat_key`), without a `Vec` of its own.
+    fn push_key(&mut self, key: &StoreKey) {
+        if key.kind == ItemKind::Code {
+            self.bytes.push(CODE_KEY_PREFIX);
+        }
+        self.push(&key.hash.0);
+    }
+
+    /// A staging key (`staging_key`), without a `Vec` of its own.
+    fn push_staging_key(&mut self, hash: &H256) {
+        self.bytes.extend_from_slice(STAGING_KEY_PREFIX);
+        self.push(&hash.0);
+    }
+
+    /// One copy of every byte into JavaScript, then one subarray view per string.
+    fn views(self) -> Vec<Uint8Array> {
+        let all = Uint8Array::from(self.bytes.as_slice());
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                // Batches are at most 1 GiB (the engine's bound): the offsets fit in u32.
+                let view = all.subarray(start as u32, end as u32);
+                start = end;
+                view
+            })
+            .collect()
     }
 }
