@@ -23,7 +23,7 @@ import { parseArgs } from './lib.mjs';
  */
 export const CATEGORIES = [
   { name: 'engine', label: 'engine (wasm)', test: (url) => url.startsWith('wasm://') },
-  { name: 'handoff', label: 'copies / JS store handoff (wasm-bindgen glue)', test: (url) => /statesync_wasm\.js$/.test(url) },
+  { name: 'handoff', label: 'copies / JS store handoff (wasm-bindgen glue)', test: (url) => /statesync_wasm\.js(\?.*)?$/.test(url) },
   { name: 'leveldb', label: 'LevelDB (store, classic-level)', test: (url) => /leveldb-store\.mjs$|node_modules\/(classic-level|abstract-level|level-transcoder|module-error|maybe-combine-errors|napi-macros|level-supports)\//.test(url) },
   { name: 'store', label: 'JS store (memory / discard, bench)', test: (url) => /bench\/lib\.mjs$/.test(url) },
   { name: 'transport', label: 'ws / socket / streams', test: (url) => /node_modules\/ws\/|web\/lib\/transport\.mjs$|^node:(net|tls|stream|buffer|internal\/(stream_base_commons|streams|net|buffer))/.test(url) },
@@ -36,7 +36,7 @@ const SPECIAL = new Map([
   ['(program)', 'program'],
 ]);
 
-const LABELS = { gc: 'garbage collection', idle: 'idle (waiting for I/O or timers)', program: 'V8 / native, no JS frame', other: 'other JS (orchestration, CLI, timers, events)' };
+const LABELS = { startup: 'start-up (loading modules)', gc: 'garbage collection', idle: 'idle (waiting for I/O or timers)', program: 'V8 / native, no JS frame', other: 'other JS (orchestration, CLI, timers, events)' };
 
 /**
  * Summarises a parsed .cpuprofile: `{ total_ms, categories: { name: { ms, share, label } },
@@ -51,6 +51,11 @@ export function summarise(profile, { top = 15 } = {}) {
     if (categoryOf.has(id)) return categoryOf.get(id);
     const leaf = byId.get(id);
     let found = SPECIAL.get(leaf.callFrame.functionName);
+    // Loading and compiling modules (start-up) is charged as such, whoever's module it was.
+    for (let at = id; !found && at !== undefined; at = parent.get(at)) {
+      const f = byId.get(at).callFrame;
+      if (f.url.startsWith('node:internal/modules/') || f.functionName === 'compileForInternalLoader') found = 'startup';
+    }
     for (let at = id; !found && at !== undefined; at = parent.get(at)) {
       const url = byId.get(at).callFrame.url;
       if (url) found = CATEGORIES.find((c) => c.test(url))?.name;
@@ -72,7 +77,7 @@ export function summarise(profile, { top = 15 } = {}) {
   }
   const total = (profile.endTime - profile.startTime) / 1000;
   const categories = {};
-  for (const name of [...CATEGORIES.map((c) => c.name), 'gc', 'program', 'other', 'idle']) {
+  for (const name of [...CATEGORIES.map((c) => c.name), 'gc', 'program', 'startup', 'other', 'idle']) {
     const value = ms.get(name) ?? 0;
     categories[name] = { ms: value, share: value / total, label: CATEGORIES.find((c) => c.name === name)?.label ?? LABELS[name] };
   }

@@ -8,7 +8,7 @@
 //   node bench/run.mjs --from bench/results.json [--markdown]   re-print a saved table
 //
 // Options: --repeat N (best of N; default 3, quick 1), --out FILE (default bench/results.json,
-// quick: bench/results-quick.json), --only native,wasm,e2e,cli,browser,latency,sim (a subset),
+// quick: bench/results-quick.json), --only native,wasm,e2e,cli,product,browser,latency,sim (a subset),
 // --cargo-profile NAME (the Cargo profile of the Rust benches: default release; the smoke
 // test uses test, which reuses what `cargo test` compiled), --markdown (the table as Markdown),
 // --no-build (do not run scripts/build-wasm.sh first).
@@ -50,6 +50,7 @@ const plan = quick
       memorySizes: [10_000, 40_000],
       e2eStates: ['genesis', 'synthetic:10000'],
       cliStates: ['10000:7', '30000:5'],
+      productState: '10000:5',
       browserStates: ['genesis'],
       opfsStates: ['genesis'],
       latencyStates: ['synthetic:10000'],
@@ -64,6 +65,9 @@ const plan = quick
       e2eStates: ['genesis', 'synthetic:100000'],
       // The CLI from a fast local peer: 279,208 and 850,337 items (the durability issue's states).
       cliStates: ['100000:7', '300000:5'],
+      // The product path (issue 12): 4 CLI peers serving 300,000 synthetic accounts, the CLI's
+      // sync into LevelDB at 0 and LATENCY_MS, beside the wasm engine alone on the same state.
+      productState: '300000:5',
       browserStates: ['genesis', 'synthetic:100000', 'synthetic:1000000'],
       // The OPFS store (issue 14's targets): beside the IndexedDB rows of the same states.
       opfsStates: ['synthetic:100000', 'synthetic:1000000'],
@@ -91,6 +95,7 @@ const results = {
   wasm: [],
   e2e: [],
   cli: [],
+  product: null,
   browser: [],
   browserOpfs: [],
   sim: null,
@@ -99,7 +104,7 @@ const results = {
 };
 const began = Date.now();
 
-if (!args['no-build'] && (want('wasm') || want('e2e') || want('browser') || want('latency'))) {
+if (!args['no-build'] && (want('wasm') || want('e2e') || want('product') || want('browser') || want('latency'))) {
   await step('build the wasm package', 'bash', ['scripts/build-wasm.sh']);
 }
 
@@ -138,6 +143,13 @@ if (want('cli')) {
     path.join(BENCH_DIR, 'cli-durability.mjs'), '--states', plan.cliStates.join(','),
   ]);
   results.cli = jsonLines(lines);
+}
+
+if (want('product')) {
+  const lines = await step(`the product path: CLI sync from 4 CLI peers into LevelDB, 0 and ${LATENCY_MS} ms`, process.execPath, [
+    path.join(BENCH_DIR, 'cli-e2e.mjs'), '--synthetic', plan.productState, '--peers', '4', '--stores', 'leveldb', '--latency', `0,${LATENCY_MS}`, '--repeat', String(repeat),
+  ]);
+  results.product = jsonLines(lines)[0] ?? null;
 }
 
 if (want('browser')) {
@@ -320,6 +332,20 @@ function buildRows(r) {
     const [a, b] = [r.cli[0], r.cli[r.cli.length - 1]];
     const growth = b.max_rss_bytes / a.max_rss_bytes;
     row(`CLI peak RSS growth: ${a.items} → ${b.items} items`, `${a.state} → ${b.state}`, growth, '×', growth, { op: '<=', value: 1.3 }, { ratio_of: 'peak RSS / peak RSS' });
+  }
+  // The product path: the CLI end to end against the wasm engine alone, and at 100 ms.
+  if (r.product) {
+    const p = r.product;
+    const at = (latency) => p.runs.find((x) => x.store === 'leveldb' && x.latency_ms === latency);
+    const zero = at(0);
+    if (p.engine) row('product: wasm engine alone, memory store, 0 ms', p.state, p.engine.items_per_sec, 'items/s');
+    if (zero) {
+      const ratio = p.engine ? zero.items_per_sec / p.engine.items_per_sec : null;
+      row('product: CLI sync → LevelDB, 4 CLI peers, 0 ms', p.state, zero.items_per_sec, 'items/s', ratio, { op: '>=', value: 0.5 }, { ratio_of: 'CLI / wasm engine alone, same state' });
+    }
+    for (const slow of p.runs.filter((x) => x.store === 'leveldb' && x.latency_ms > 0)) {
+      row(`product: CLI sync → LevelDB, 4 CLI peers, ${slow.latency_ms} ms`, p.state, slow.items_per_sec, 'items/s', zero ? zero.ms / slow.ms : null, { op: '>=', value: 0.8 }, { ratio_of: `CLI at ${slow.latency_ms} ms / CLI at 0 ms, rate` });
+    }
   }
   // The browser.
   for (const b of r.browser) {

@@ -18,7 +18,7 @@ const COLUMNS = ['measurement', 'state', 'figure', 'unit', 'ratio', 'target', 'm
 test('bench --quick prints one table and writes the JSON of every piece', { timeout: 20 * 60_000 }, async (t) => {
   const out = path.join(tempDir(t, 'bench'), 'results.json');
   const haveChromium = fs.existsSync(CHROMIUM);
-  const pieces = ['native', 'wasm', 'e2e', 'latency', 'sim', ...(haveChromium ? ['browser'] : [])];
+  const pieces = ['native', 'wasm', 'e2e', 'product', 'latency', 'sim', ...(haveChromium ? ['browser'] : [])];
   if (!haveChromium) t.diagnostic(`no Chromium at ${CHROMIUM}: the browser piece is left out`);
   // The wasm package is built by scripts/test-node.sh; the Rust benches reuse `cargo test`'s build.
   const args = ['bench/run.mjs', '--quick', '--no-build', '--cargo-profile', 'test', '--out', out, '--only', pieces.join(',')];
@@ -44,9 +44,11 @@ test('bench --quick prints one table and writes the JSON of every piece', { time
   assert.ok(results.native.length >= 3 && results.wasm.length >= 3 && results.e2e.length >= 2, 'native, wasm and e2e figures');
   assert.ok(results.sim?.runs.length > 0, 'simulator figures');
   if (haveChromium) assert.ok(results.browser.length >= 1, 'browser figures');
+  assert.deepEqual(results.product?.runs.map((r) => r.latency_ms), [0, 100], 'the product path at 0 and 100 ms');
+  assert.ok(results.rows.some((r) => /^product: CLI sync.*100 ms/.test(r.measurement) && r.target === '≥ 0.8'), 'the product path 100 ms / 0 ms row with its target');
 
   const measured = (prefix) => results.rows.filter((r) => r.measurement.startsWith(prefix));
-  for (const prefix of ['engine, native', 'engine, wasm', 'Node e2e', ...(haveChromium ? ['browser: engine'] : []), 'peak memory: native', 'peak memory: wasm', 'memory growth, native', 'memory growth, wasm']) {
+  for (const prefix of ['engine, native', 'engine, wasm', 'Node e2e', 'product: CLI sync', 'product: wasm engine alone', ...(haveChromium ? ['browser: engine'] : []), 'peak memory: native', 'peak memory: wasm', 'memory growth, native', 'memory growth, wasm']) {
     assert.ok(measured(prefix).length > 0, `a row for ${prefix}`);
   }
   assert.ok(results.rows.some((r) => /ms RTT.*wasm in Node/.test(r.measurement)), 'latency rows (real time)');
