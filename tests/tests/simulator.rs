@@ -149,6 +149,100 @@ fn no_answer() {
     });
 }
 
+/// A peer that sends its Status first and then never answers is asked for the root before
+/// anyone else can be. Its silence must cost seconds, not a minute: each seed runs with and
+/// without the silent peer, and the difference is the cost. The stall rule drops the silent
+/// peer after three start-up timeouts one after the other, so it cannot cost more than that.
+/// (With the engine's one shared timeout it cost a mean 90 virtual seconds: 4 peers joining
+/// cut geth's confidence to 1/4.)
+#[test]
+fn a_silent_first_answer_costs_seconds_not_a_minute() {
+    const MOST_MS: u64 = 3 * statesync_core::rate::STARTUP_TIMEOUT_MS as u64;
+    let name = "a_silent_first_answer_costs_seconds_not_a_minute";
+    let mut costs = Vec::new();
+    let summary = run_seeds(name, 20, |seed| {
+        let build = |silent: bool| {
+            let mut rng = shape_rng(name, seed);
+            // Honest peers 50-150 ms away; the silent one is nearer, so its Status comes first.
+            let mut peers: Vec<PeerSpec> = (0..3)
+                .map(|_| PeerSpec::honest(50 + rng.below(100), rng.below(10)))
+                .collect();
+            if silent {
+                let never = Faults {
+                    no_answer: 1.0,
+                    ..Faults::NONE
+                };
+                peers.insert(0, PeerSpec::honest(10, 0).with_faults(never));
+            }
+            let mut config = SimConfig::new(name, seed, peers);
+            config.engine = EngineConfig::default();
+            (config, small_world(&mut rng, seed))
+        };
+        let (config, world) = build(false);
+        let honest_only = run(config, world)?;
+        let (config, world) = build(true);
+        let report = run(config, world)?;
+        let cost = report.virtual_ms.saturating_sub(honest_only.virtual_ms);
+        if cost > MOST_MS {
+            return Err(SimError {
+                name: name.to_string(),
+                seed,
+                now: report.virtual_ms,
+                steps: report.steps,
+                message: format!(
+                    "the silent peer cost {cost} ms ({} ms against {} ms without it)",
+                    report.virtual_ms, honest_only.virtual_ms
+                ),
+            });
+        }
+        costs.push(cost);
+        Ok(report)
+    });
+    let mean = costs.iter().sum::<u64>() / costs.len().max(1) as u64;
+    println!(
+        "{name}: the silent peer cost a mean {mean} ms (max {:?}), {} seeds",
+        costs.iter().max(),
+        summary.runs
+    );
+}
+
+/// A peer answers after 4-6 s, longer than the start-up timeout, beside one with a 20 KB/s
+/// link (so that the sync lasts long enough to need both). Its first requests (one item
+/// each: it has no throughput yet) time out together, but their late
+/// answers stretch its timeout to fit it: it is never dropped as stalling (requests that were
+/// out together count as one silence, and a late answer clears the row), and the sync
+/// finishes.
+#[test]
+fn a_peer_slower_than_the_startup_timeout_is_kept() {
+    let name = "a_peer_slower_than_the_startup_timeout_is_kept";
+    run_seeds(name, 10, |seed| {
+        let mut rng = shape_rng(name, seed);
+        let peers = vec![
+            PeerSpec {
+                bandwidth: Some(20),
+                ..PeerSpec::honest(20 + rng.below(30), rng.below(10))
+            },
+            PeerSpec::honest(4_000 + rng.below(1_000), rng.below(1_000)),
+        ];
+        let mut config = SimConfig::new(name, seed, peers);
+        config.engine = EngineConfig::default();
+        let report = run(config, small_world(&mut rng, seed))?;
+        if report.disconnects > 0 {
+            return Err(SimError {
+                name: name.to_string(),
+                seed,
+                now: report.virtual_ms,
+                steps: report.steps,
+                message: format!(
+                    "the slow peer was disconnected {} times",
+                    report.disconnects
+                ),
+            });
+        }
+        Ok(report)
+    });
+}
+
 #[test]
 fn late_answers() {
     fault_mix("late_answers", 50, 3, 1, (0.05, 0.3), |p| Faults {

@@ -28,7 +28,10 @@
 //! Differences from geth, on purpose: several requests may be in flight per peer; an item no
 //! peer can serve parks the sync as *stalled* instead of failing it (geth #21943) and is
 //! retried when a peer joins; a timeout is not an instant drop (no drop storms, geth #15576);
-//! answers to requests made for an old root are still used after a switch (geth #21260).
+//! answers to requests made for an old root are still used after a switch (geth #21260);
+//! each peer has its own timeout, 3 s until its first answer and then four of its recent
+//! round trips (1 s to 60 s), where geth waits a minute for every peer at start-up; and a late
+//! answer is used and measured, so a slow peer's timeout grows to fit it.
 //!
 //! The engine only composes owned parts, each with its own data and rules: the peer table
 //! (`peers`), the requests in flight (`requests`), the items to ask again (`retry`), the
@@ -317,7 +320,7 @@ impl Engine {
             match timer {
                 Timer::Request(id) => {
                     if let Some(request) = self.requests.remove(id) {
-                        self.on_timeout(id, request);
+                        self.on_timeout(id, request, now);
                     }
                 }
                 Timer::StatusGrace(peer) => silent.push(peer),
@@ -517,7 +520,6 @@ impl Engine {
     /// Fills idle request slots, fastest peers first, within the unwritten budget.
     fn assign(&mut self, now: u64) {
         let order = self.peers.capacity_order(now, self.config.max_items());
-        let timeout = self.peers.timeout_ms();
         let mut budget = self.request_budget();
         self.store.budget_blocked = false;
         for (capacity, peer) in order {
@@ -540,7 +542,7 @@ impl Engine {
                     break;
                 }
                 budget = budget.saturating_sub(tasks.len());
-                self.send_request(peer, tasks, now, timeout, hedge);
+                self.send_request(peer, tasks, now, hedge);
             }
         }
     }
@@ -588,14 +590,10 @@ impl Engine {
             .collect()
     }
 
-    fn send_request(
-        &mut self,
-        peer: PeerId,
-        tasks: Vec<Retry>,
-        now: u64,
-        timeout: u64,
-        hedged: bool,
-    ) {
+    /// Sends `tasks` to `peer` and arms the request's timeout: the peer's own
+    /// (`Peers::timeout_ms`), fixed when the request is sent.
+    fn send_request(&mut self, peer: PeerId, tasks: Vec<Retry>, now: u64, hedged: bool) {
+        let timeout = self.peers.timeout_ms(peer);
         let (id, frame) = self.requests.send(Request {
             peer,
             tasks,
@@ -609,9 +607,10 @@ impl Engine {
 
     fn on_node_data(&mut self, peer: PeerId, id: u64, blobs: &[&[u8]], now: u64) {
         let Some(request) = self.requests.take_answered(peer, id) else {
-            if self.peers.expired(peer, id) {
-                // Answer to a request that timed out: take what is still useful, as far as the
-                // unwritten budget goes (its items were not counted as on their way).
+            if self.peers.answered_late(peer, id, now) {
+                // Answer to a request that timed out (its round trip now stretches the peer's
+                // timeout): take what is still useful, as far as the unwritten budget goes
+                // (its items were not counted as on their way).
                 for blob in blobs {
                     if self.request_budget() == 0 {
                         break;
@@ -711,11 +710,15 @@ impl Engine {
         self.retries.requeue(tasks, &elsewhere);
     }
 
-    fn on_timeout(&mut self, id: u64, request: Request) {
+    fn on_timeout(&mut self, id: u64, request: Request, now: u64) {
         let minimal = request.tasks.len() <= 2;
-        let stalling = self
-            .peers
-            .timed_out(request.peer, id, minimal, self.config.stall_timeouts);
+        let stalling = self.peers.timed_out(
+            request.peer,
+            (id, request.sent_at),
+            now,
+            minimal,
+            self.config.stall_timeouts,
+        );
         if request.generation == self.generation {
             self.requeue(request.tasks);
         }
