@@ -493,9 +493,15 @@ impl Engine {
         }
     }
 
+    /// Items asked of peers whose answers have not arrived (nor timed out) yet.
+    pub fn outstanding_items(&self) -> u64 {
+        self.requests.outstanding_items()
+    }
+
     /// How many more items may be asked for: verified-but-unwritten items plus those on
-    /// their way stay within one batch, in items exactly and in bytes by estimate.
-    fn request_budget(&self) -> usize {
+    /// their way stay within one batch, in items exactly and in bytes by estimate. At 0 the
+    /// engine asks for nothing more until the store catches up.
+    pub fn request_budget(&self) -> usize {
         let (items, bytes) = self.unwritten();
         let outstanding = self.requests.outstanding_items();
         let by_items = (self.config.batch_items as u64).saturating_sub(items + outstanding);
