@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight]
+//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items]
 //! ```
 //!
 //! After every simulator step the engine has asked for all it can, so the state it is left in
@@ -53,6 +53,16 @@ fn main() {
             .and_then(|a| a.parse().ok())
             .unwrap_or(default.max_in_flight_per_peer),
         ..default
+    };
+    // A larger batch (and its bytes in the default proportion, 128 bytes an item) shows what
+    // the unwritten budget costs.
+    let engine = match args.next().and_then(|a| a.parse::<usize>().ok()) {
+        Some(items) => EngineConfig {
+            batch_items: items,
+            batch_bytes: items * (engine.batch_bytes / engine.batch_items),
+            ..engine
+        },
+        None => engine,
     };
     let peers = 4;
     let slot_items = peers * engine.max_in_flight_per_peer * engine.max_items_per_request;
