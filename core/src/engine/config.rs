@@ -25,11 +25,13 @@ pub struct EngineConfig {
     /// few keep the pipe full (see the simulator's latency scenarios).
     pub max_in_flight_per_peer: usize,
     /// A commit batch holds at most this many payload bytes. It is also the most verified
-    /// data held unwritten at once (the batch being written, the one being filled and the
-    /// answers asked for, by an estimate of their size): what a crash can lose.
+    /// data held unwritten at once (the batch being written and the one being filled): what
+    /// a crash can lose. Items asked for and answers held unverified have their own bound,
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this (by an estimate of the item size).
     pub batch_bytes: usize,
     /// The same in items (puts and deletes). This bound is exact: verified items not yet
-    /// durable never exceed it.
+    /// durable never exceed it. Items asked plus blobs held stay within
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this.
     pub batch_items: usize,
     /// Verified items are written within this long even when no batch fills up (an idle or
     /// stalled sync flushes what it holds).
