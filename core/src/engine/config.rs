@@ -21,8 +21,10 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// Items per request at most (geth's `MaxStateFetch`).
     pub max_items_per_request: usize,
-    /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
-    /// few keep the pipe full (see the simulator's latency scenarios).
+    /// Requests one peer may have outstanding at most (a cap; geth allows one). Within it,
+    /// the items out to a peer follow its measured bandwidth-delay product (`rate::Pipe`):
+    /// a few full requests until its first answer, then twice its delivery rate × its
+    /// shortest round trip, so a high-latency peer gets a full pipe and a slow one no queue.
     pub max_in_flight_per_peer: usize,
     /// A commit batch holds at most this many payload bytes. It is also the most verified
     /// data held unwritten at once (the batch being written and the one being filled): what
@@ -79,7 +81,7 @@ impl Default for EngineConfig {
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             max_pending: DEFAULT_MAX_PENDING,
             max_items_per_request: 384,
-            max_in_flight_per_peer: 4,
+            max_in_flight_per_peer: 16,
             batch_bytes: 1024 * 1024,
             batch_items: 8192,
             batch_interval_ms: 2_000,

@@ -90,6 +90,9 @@ const INITIAL_ITEM_BYTES: u64 = 532;
 /// exactly, in bytes by estimate): the bound on what is on its way or waiting, apart from the
 /// one batch of verified-but-unwritten items (DESIGN.md I5, I7).
 pub const ASK_BATCHES: u64 = 4;
+/// Full requests a peer may have out before its first answer measures its pipe, and at least
+/// after it (the window of the earlier fixed default, 4 requests in flight).
+const INITIAL_REQUESTS: usize = 4;
 
 /// Why the engine is winding down: it flushes everything verified first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -512,6 +515,15 @@ impl Engine {
         self.requests.outstanding_items()
     }
 
+    /// Requests `peer` has out and the items they ask for: within `max_in_flight_per_peer`
+    /// and that many full requests, its window's caps.
+    pub fn peer_load(&self, peer: PeerId) -> (usize, usize) {
+        (
+            self.requests.in_flight(peer),
+            self.requests.outstanding_of(peer),
+        )
+    }
+
     /// Blobs held unverified until the store catches up, and their payload bytes.
     pub fn held(&self) -> (u64, u64) {
         (self.held.items(), self.held.bytes())
@@ -600,11 +612,21 @@ impl Engine {
         let order = self.peers.capacity_order(now, self.config.max_items());
         let mut budget = self.request_budget();
         self.store.budget_blocked = false;
+        let max_items = self.config.max_items();
+        let cap = self.config.max_in_flight_per_peer.max(1);
+        // Before its first answer a peer gets a few full requests; then its pipe's window.
+        let initial = max_items * cap.min(INITIAL_REQUESTS);
         for (capacity, peer) in order {
-            while self.peers.contains(peer)
-                && self.requests.in_flight(peer) < self.config.max_in_flight_per_peer
-            {
-                let n = capacity.min(budget);
+            let window = self.peers.window(peer, initial, initial, cap * max_items);
+            while self.peers.contains(peer) && self.requests.in_flight(peer) < cap {
+                // A request is sent whole or, while the peer has others out, not yet: a
+                // window's remainder would only make more, thinner requests.
+                let room = window.saturating_sub(self.requests.outstanding_of(peer));
+                let whole = capacity.min(budget);
+                if room == 0 || (room < whole && self.requests.in_flight(peer) > 0) {
+                    break;
+                }
+                let n = whole.min(room);
                 if n == 0 {
                     // The store has to catch up before more is asked for.
                     self.store.budget_blocked = true;
@@ -620,7 +642,8 @@ impl Engine {
                     break;
                 }
                 budget = budget.saturating_sub(tasks.len());
-                self.send_request(peer, tasks, now, hedge);
+                let app_limited = tasks.len() < n;
+                self.send_request(peer, tasks, now, (hedge, app_limited));
             }
         }
     }
@@ -670,7 +693,13 @@ impl Engine {
 
     /// Sends `tasks` to `peer` and arms the request's timeout: the peer's own
     /// (`Peers::timeout_ms`), fixed when the request is sent.
-    fn send_request(&mut self, peer: PeerId, tasks: Vec<Retry>, now: u64, hedged: bool) {
+    fn send_request(
+        &mut self,
+        peer: PeerId,
+        tasks: Vec<Retry>,
+        now: u64,
+        (hedged, app_limited): (bool, bool),
+    ) {
         let timeout = self.peers.timeout_ms(peer);
         let (id, frame) = self.requests.send(Request {
             peer,
@@ -678,6 +707,8 @@ impl Engine {
             sent_at: now,
             generation: self.generation,
             hedged,
+            delivered_at_send: self.peers.delivered(peer),
+            app_limited,
         });
         self.transmits.push_back(Transmit::Frame { peer, frame });
         self.timers.set(Timer::Request(id), now + timeout);
@@ -749,7 +780,12 @@ impl Engine {
             self.held.hold(hold);
         }
         let elapsed = now.saturating_sub(request.sent_at);
-        self.peers.answered(peer, elapsed, matched.served());
+        self.peers.answered(
+            peer,
+            (elapsed, now),
+            matched.served(),
+            (request.delivered_at_send, request.app_limited),
+        );
         if foreign > 0 {
             self.penalise(
                 peer,

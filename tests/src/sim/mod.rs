@@ -640,6 +640,20 @@ impl Sim {
                 "I7: {unwritten} verified items not durable, over the bound of {bound}"
             )));
         }
+        // The pipe's caps: a peer's requests within `max_in_flight_per_peer`, its items within
+        // that many full requests (its window never exceeds them), at every step.
+        let engine_config = &self.config.engine;
+        let max_requests = engine_config.max_in_flight_per_peer.max(1);
+        let max_items = max_requests * engine_config.max_items_per_request.clamp(1, 1024);
+        for peer in 0..self.peers.len() as u64 {
+            let (requests, items) = self.engine.peer_load(peer);
+            if requests > max_requests || items > max_items {
+                return Err(self.error(format!(
+                    "peer {peer} has {requests} requests and {items} items out, over the caps \
+                     of {max_requests} and {max_items}"
+                )));
+            }
+        }
         // I5: items asked plus answers held unverified stay within the ask cap, at every step.
         let outstanding = self.engine.outstanding_items();
         let (held, _) = self.engine.held();
