@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items]
+//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s]
 //! ```
 //!
 //! After every simulator step the engine has asked for all it can, so the state it is left in
@@ -58,7 +58,11 @@ fn main() {
     };
     // A larger batch (and its bytes in the default proportion, 128 bytes an item) shows what
     // the unwritten budget costs.
-    let engine = match args.next().and_then(|a| a.parse::<usize>().ok()) {
+    let engine = match args
+        .next()
+        .and_then(|a| a.parse::<usize>().ok())
+        .filter(|i| *i > 0)
+    {
         Some(items) => EngineConfig {
             batch_items: items,
             batch_bytes: items * (engine.batch_bytes / engine.batch_items),
@@ -66,6 +70,8 @@ fn main() {
         },
         None => engine,
     };
+    // Each peer's link, KB/s each way (none: unlimited).
+    let bandwidth: Option<u64> = args.next().and_then(|a| a.parse().ok()).filter(|b| *b > 0);
     let peers = 4;
     let slot_items = peers * engine.max_in_flight_per_peer * engine.max_items_per_request;
     println!(
@@ -88,6 +94,7 @@ fn main() {
         let specs = (0..peers)
             .map(|_| PeerSpec {
                 latency: Latency::rtt(rtt, 10),
+                bandwidth,
                 ..PeerSpec::default()
             })
             .collect();
