@@ -21,26 +21,35 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// Items per request at most (geth's `MaxStateFetch`).
     pub max_items_per_request: usize,
-    /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
-    /// few keep the pipe full (see the simulator's latency scenarios).
+    /// Requests one peer may have outstanding at most (a cap; geth allows one). Within it,
+    /// the items out to a peer follow its measured bandwidth-delay product (`rate::Pipe`):
+    /// a few full requests until its first answer, then twice its delivery rate × its
+    /// shortest round trip, so a high-latency peer gets a full pipe and a slow one no queue.
     pub max_in_flight_per_peer: usize,
     /// A commit batch holds at most this many payload bytes. It is also the most verified
-    /// data held unwritten at once (the batch being written, the one being filled and the
-    /// answers asked for, by an estimate of their size): what a crash can lose.
+    /// data held unwritten at once (the batch being written and the one being filled): what
+    /// a crash can lose. Items asked for and answers held unverified have their own bound,
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this (by an estimate of the item size).
     pub batch_bytes: usize,
     /// The same in items (puts and deletes). This bound is exact: verified items not yet
-    /// durable never exceed it.
+    /// durable never exceed it. Items asked plus blobs held stay within
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this.
     pub batch_items: usize,
     /// Verified items are written within this long even when no batch fills up (an idle or
     /// stalled sync flushes what it holds).
     pub batch_interval_ms: u64,
     /// Keys per store lookup operation.
     pub max_lookups_per_op: usize,
+    /// The round-trip model and the request timeouts derived from it: a request to a peer
+    /// that has not answered yet waits `rate.startup_timeout_ms` (3 s), then
+    /// `rate.timeout_rtts` (4) of that peer's recent round trips within
+    /// `[rate.min_timeout_ms, rate.max_timeout_ms]` (1 s to 60 s). See `rate.rs`.
     pub rate: RateConfig,
     /// Penalty at which a peer is disconnected.
     pub disconnect_penalty: u32,
     /// Timeouts in a row, each on a request of at most two items, that make a peer useless
-    /// (geth's stall rule, which drops on the first).
+    /// (geth's stall rule, which drops on the first). Requests that were out together count
+    /// once, and a late answer clears the row: the peer is slow, not stalled.
     pub stall_timeouts: u32,
     /// How often items that no peer could serve are tried again on every peer.
     pub unservable_retry_ms: u64,
@@ -72,7 +81,7 @@ impl Default for EngineConfig {
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             max_pending: DEFAULT_MAX_PENDING,
             max_items_per_request: 384,
-            max_in_flight_per_peer: 4,
+            max_in_flight_per_peer: 16,
             batch_bytes: 1024 * 1024,
             batch_items: 8192,
             batch_interval_ms: 2_000,
@@ -110,6 +119,8 @@ pub enum ConfigError {
     },
     #[error("rate.min_rtt_ms ({min}) is above rate.max_rtt_ms ({max})")]
     RoundTripBounds { min: f64, max: f64 },
+    #[error("rate.min_timeout_ms ({min}) is above rate.max_timeout_ms ({max})")]
+    TimeoutBounds { min: f64, max: f64 },
 }
 
 impl EngineConfig {
@@ -150,10 +161,15 @@ impl EngineConfig {
         };
         at_least("hedge_after_rtts", self.hedge_after_rtts, 0.0)?;
         let rate = &self.rate;
+        // Fewer than one round trip would time out answers that arrive on time.
+        at_least("rate.timeout_rtts", rate.timeout_rtts, 1.0)?;
         for (field, got) in [
             ("rate.initial_rtt_ms", rate.initial_rtt_ms),
             ("rate.min_rtt_ms", rate.min_rtt_ms),
             ("rate.max_rtt_ms", rate.max_rtt_ms),
+            ("rate.startup_timeout_ms", rate.startup_timeout_ms),
+            ("rate.timeout_rtts", rate.timeout_rtts),
+            ("rate.min_timeout_ms", rate.min_timeout_ms),
             ("rate.max_timeout_ms", rate.max_timeout_ms),
         ] {
             at_least(field, got, 1.0)?;
@@ -169,6 +185,12 @@ impl EngineConfig {
             return Err(ConfigError::RoundTripBounds {
                 min: rate.min_rtt_ms,
                 max: rate.max_rtt_ms,
+            });
+        }
+        if rate.min_timeout_ms > rate.max_timeout_ms {
+            return Err(ConfigError::TimeoutBounds {
+                min: rate.min_timeout_ms,
+                max: rate.max_timeout_ms,
             });
         }
         Ok(())
@@ -248,6 +270,34 @@ mod tests {
             Err(ConfigError::RoundTripBounds {
                 min: 30_000.0,
                 max: 20_000.0
+            })
+        );
+        let mut impatient = EngineConfig::default();
+        impatient.rate.timeout_rtts = 0.5;
+        assert_eq!(
+            impatient.validate(),
+            Err(ConfigError::OutOfRange {
+                field: "rate.timeout_rtts",
+                got: 0.5,
+                min: 1.0
+            })
+        );
+        let mut never_starts = EngineConfig::default();
+        never_starts.rate.startup_timeout_ms = f64::INFINITY;
+        assert!(matches!(
+            never_starts.validate(),
+            Err(ConfigError::OutOfRange {
+                field: "rate.startup_timeout_ms",
+                ..
+            })
+        ));
+        let mut crossed = EngineConfig::default();
+        crossed.rate.min_timeout_ms = 90_000.0;
+        assert_eq!(
+            crossed.validate(),
+            Err(ConfigError::TimeoutBounds {
+                min: 90_000.0,
+                max: 60_000.0
             })
         );
         let no_wait = EngineConfig {

@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::hash::H256;
 use crate::progress::PeerProgress;
-use crate::rate::{PeerRate, RateConfig, RoundTrip};
+use crate::rate::{PeerRate, Pipe, RateConfig, RoundTrip};
 
 use super::PeerId;
 
-/// Timed-out request ids remembered per peer, so a late answer is used, not penalised.
+/// Timed-out requests remembered per peer (id, sent at), so a late answer is used, not
+/// penalised, and measures the peer's round trip.
 const EXPIRED_MEMORY: usize = 64;
 
 #[derive(Debug)]
@@ -20,11 +21,16 @@ struct Peer {
     head_root: Option<H256>,
     joined_at: u64,
     rate: PeerRate,
+    /// Its delivery rate and shortest round trip: how many items may be out to it.
+    pipe: Pipe,
     served: u64,
     failures: u64,
     timeouts_in_row: u32,
+    /// When the last timeout counted in `timeouts_in_row` was seen: requests sent before it
+    /// were out together with the one that timed out, so theirs are the same silence.
+    counted_timeout_at: Option<u64>,
     penalty: u32,
-    expired: VecDeque<u64>,
+    expired: VecDeque<(u64, u64)>,
 }
 
 /// Connected peers and the round-trip target their answers tune.
@@ -32,6 +38,7 @@ struct Peer {
 pub(super) struct Peers {
     table: BTreeMap<PeerId, Peer>,
     round_trip: RoundTrip,
+    rate_config: RateConfig,
 }
 
 impl Peers {
@@ -39,6 +46,7 @@ impl Peers {
         Peers {
             table: BTreeMap::new(),
             round_trip: RoundTrip::new(rate, now),
+            rate_config: rate,
         }
     }
 
@@ -59,9 +67,11 @@ impl Peers {
                 head_root: None,
                 joined_at: now,
                 rate,
+                pipe: Pipe::default(),
                 served: 0,
                 failures: 0,
                 timeouts_in_row: 0,
+                counted_timeout_at: None,
                 penalty: 0,
                 expired: VecDeque::new(),
             },
@@ -98,24 +108,31 @@ impl Peers {
     }
 
     /// Usable peers with the items the next request to each should carry, most capable first
-    /// (ties by id). Tunes the round-trip target first, at most once per round trip.
+    /// (ties by fewest failures, then id: at start-up every peer can take one item, and the
+    /// one that just let a request time out should not be asked again first). Tunes the
+    /// round-trip target first, at most once per round trip.
     pub fn capacity_order(&mut self, now: u64, max_items: usize) -> Vec<(usize, PeerId)> {
         let rates: Vec<PeerRate> = self.table.values().map(|p| p.rate).collect();
         self.round_trip.tune(now, &rates);
         let target_rtt = self.round_trip.target_rtt_ms();
-        let mut order: Vec<(usize, PeerId)> = self
+        let mut order: Vec<(usize, u64, PeerId)> = self
             .table
             .iter()
             .filter(|(_, p)| p.head_root.is_some())
-            .map(|(id, p)| (p.rate.capacity(target_rtt, max_items), *id))
+            .map(|(id, p)| (p.rate.capacity(target_rtt, max_items), p.failures, *id))
             .collect();
-        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         order
+            .into_iter()
+            .map(|(capacity, _, id)| (capacity, id))
+            .collect()
     }
 
-    /// How long a request may go unanswered.
-    pub fn timeout_ms(&self) -> u64 {
-        self.round_trip.timeout_ms().max(1)
+    /// How long a request to `peer` may go unanswered: the start-up bound until it has
+    /// answered, then a few of its own recent round trips (`RateConfig::timeout_ms`).
+    pub fn timeout_ms(&self, peer: PeerId) -> u64 {
+        self.rate_config
+            .timeout_ms(self.table.get(&peer).and_then(|p| p.rate.recent_rtt_ms))
     }
 
     /// The peer's recent round trip, once measured.
@@ -123,32 +140,66 @@ impl Peers {
         self.table.get(&peer).and_then(|p| p.rate.recent_rtt_ms)
     }
 
-    /// The peer answered a request after `elapsed_ms` with `served` useful items.
-    pub fn answered(&mut self, peer: PeerId, elapsed_ms: u64, served: usize) {
+    /// Items `peer` may have outstanding: its pipe's window (`Pipe::window`), `initial`
+    /// before its first answer, within `[floor, cap]`.
+    pub fn window(&self, peer: PeerId, initial: usize, floor: usize, cap: usize) -> usize {
+        self.table
+            .get(&peer)
+            .map_or(0, |p| p.pipe.window(initial, floor, cap))
+    }
+
+    /// Items `peer` has served so far (0 if unknown): a request remembers it when sent.
+    pub fn delivered(&self, peer: PeerId) -> u64 {
+        self.table.get(&peer).map_or(0, |p| p.pipe.delivered())
+    }
+
+    /// The peer answered a request after `elapsed_ms` with `served` useful items, at `now`;
+    /// it had served `delivered_at_send` items when the request was sent.
+    pub fn answered(
+        &mut self,
+        peer: PeerId,
+        (elapsed_ms, now): (u64, u64),
+        served: usize,
+        (delivered_at_send, app_limited): (u64, bool),
+    ) {
         if let Some(p) = self.table.get_mut(&peer) {
             p.rate.update(elapsed_ms as f64, served);
+            p.pipe
+                .answered(served, delivered_at_send, (elapsed_ms, now), app_limited);
             p.served += served as u64;
             p.timeouts_in_row = 0;
+            p.counted_timeout_at = None;
             if served == 0 {
                 p.failures += 1;
             }
         }
     }
 
-    /// The peer let request `id` time out. A late answer to it is still welcome. True when
-    /// `stall_timeouts` timeouts in a row on `minimal` requests (two items at most) show it
-    /// cannot serve.
-    pub fn timed_out(&mut self, peer: PeerId, id: u64, minimal: bool, stall_timeouts: u32) -> bool {
+    /// The peer let request `id`, sent at `sent_at`, time out at `now`. A late answer to it
+    /// is still welcome. True when `stall_timeouts` timeouts in a row on `minimal` requests
+    /// (two items at most) show it cannot serve. "In a row" means one after the other:
+    /// requests that were out together time out together, and count once, so a peer slower
+    /// than its timeout is not dropped before its first late answer can stretch it.
+    pub fn timed_out(
+        &mut self,
+        peer: PeerId,
+        (id, sent_at): (u64, u64),
+        now: u64,
+        minimal: bool,
+        stall_timeouts: u32,
+    ) -> bool {
         let Some(p) = self.table.get_mut(&peer) else {
             return false;
         };
         p.failures += 1;
         p.rate.update(0.0, 0);
-        p.expired.push_back(id);
+        p.expired.push_back((id, sent_at));
         if p.expired.len() > EXPIRED_MEMORY {
             p.expired.pop_front();
         }
-        if minimal {
+        let same_silence = p.counted_timeout_at.is_some_and(|at| sent_at < at);
+        if minimal && !same_silence {
+            p.counted_timeout_at = Some(now);
             p.timeouts_in_row += 1;
             p.timeouts_in_row >= stall_timeouts
         } else {
@@ -156,11 +207,23 @@ impl Peers {
         }
     }
 
-    /// Whether `id` is a request of the peer's that timed out recently.
-    pub fn expired(&self, peer: PeerId, id: u64) -> bool {
-        self.table
-            .get(&peer)
-            .is_some_and(|p| p.expired.contains(&id))
+    /// An answer to request `id` arrived at `now` after the request timed out. If it was the
+    /// peer's, it is forgotten (one answer per request) and the round trip it took is folded
+    /// into the peer's estimates, so that its next requests wait long enough; returns true.
+    /// False if `id` is not a request of the peer's that timed out recently.
+    pub fn answered_late(&mut self, peer: PeerId, id: u64, now: u64) -> bool {
+        let Some(p) = self.table.get_mut(&peer) else {
+            return false;
+        };
+        let Some(index) = p.expired.iter().position(|(expired, _)| *expired == id) else {
+            return false;
+        };
+        let (_, sent_at) = p.expired.remove(index).unwrap_or((id, now));
+        p.rate.sample_rtt(now.saturating_sub(sent_at) as f64);
+        // It answers, slowly: its silences so far were not a stall.
+        p.timeouts_in_row = 0;
+        p.counted_timeout_at = None;
+        true
     }
 
     /// Adds `amount` to the peer's penalty. Returns the total once it reaches `limit`.

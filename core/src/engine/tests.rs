@@ -540,6 +540,52 @@ fn unwritten_items_never_exceed_one_batch_with_a_slow_store() {
     assert!(largest <= 200, "a batch of {largest} operations");
 }
 
+/// Answers that arrive while the unwritten batch is full are held, unverified, and verified
+/// after commits land: none is dropped (no clock runs here, so a dropped answer would never be
+/// asked again and the sync would not finish), held blobs plus items asked stay within the
+/// ask cap, and the unwritten items within one batch.
+#[test]
+fn answers_beyond_the_unwritten_batch_are_held_until_the_store_catches_up() {
+    let state = generate(&SyntheticConfig::new(1_000, 4));
+    let config = EngineConfig {
+        batch_items: 200,
+        max_in_flight_per_peer: 8,
+        ..EngineConfig::default()
+    };
+    let mut net = TestNet::new(&state.store, state.root, config);
+    for peer in 1..=3 {
+        net.join(peer);
+    }
+    let cap = net.engine.ask_cap_items();
+    assert_eq!(cap, ASK_BATCHES * 200);
+    let mut peak_held = 0;
+    let mut peak_out = 0;
+    for _ in 0..100_000 {
+        peak_out = peak_out.max(net.engine.outstanding_items());
+        net.answer_all();
+        let (held, _) = net.engine.held();
+        let out = net.engine.outstanding_items();
+        peak_held = peak_held.max(held);
+        peak_out = peak_out.max(out);
+        assert!(held + out <= cap, "{held} held and {out} asked over {cap}");
+        assert!(net.engine.unwritten().0 <= 200);
+        if let Some(op) = net.engine.poll_store_op() {
+            net.run_op(op);
+        }
+        net.collect_events();
+        if net.engine.is_finished() {
+            break;
+        }
+    }
+    assert!(net.engine.is_done());
+    assert!(peak_held > 0, "nothing was ever held");
+    assert!(
+        peak_out > 200,
+        "the items asked stayed within one batch ({peak_out})"
+    );
+    assert_eq!(net.engine.held(), (0, 0));
+}
+
 #[test]
 fn a_stall_past_the_timeout_writes_everything_then_fails_naming_the_first_unservable_item() {
     let state = generate(&SyntheticConfig::new(300, 2));
@@ -689,4 +735,66 @@ fn a_resumed_sync_takes_staged_items_back_instead_of_fetching_them() {
     assert!(refetched.is_empty(), "fetched again: {refetched:?}");
     assert_eq!(resumed.memory().keys(), state.store.keys());
     assert_eq!(resumed.memory().staged_count(), 0);
+}
+
+#[test]
+fn a_late_answer_stretches_the_peers_timeout_to_its_round_trip() {
+    let state = generate(&SyntheticConfig::new(200, 9));
+    let mut net = TestNet::new(&state.store, state.root, EngineConfig::default());
+    net.join(0);
+    net.run_store_ops();
+    let first = net.take_requests();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].hashes, vec![state.root]);
+    // Nothing heard from the peer yet: the start-up bound.
+    assert_eq!(net.engine.peers.timeout_ms(0), 3_000);
+    assert_eq!(net.engine.poll_timeout(), Some(500)); // the first progress report
+    net.now = 3_000;
+    net.engine.handle_timeout(3_000);
+    net.run_store_ops();
+    let again = net.take_requests();
+    assert_eq!(again.len(), 1, "the root is asked again once it timed out");
+    assert_eq!(again[0].hashes, vec![state.root]);
+    // The first answer arrives 5 s after it was asked: used, and its round trip measured.
+    net.now = 5_000;
+    let late = net.honest_answer(&first[0]);
+    net.deliver(0, &late);
+    assert_eq!(net.engine.peers.recent_rtt_ms(0), Some(5_000.0));
+    assert_eq!(net.engine.peers.timeout_ms(0), 20_000);
+    net.run_store_ops();
+    let next = net.take_requests();
+    assert!(
+        !next.is_empty() && next.iter().all(|r| !r.hashes.contains(&state.root)),
+        "the root's children are asked for: {next:?}"
+    );
+    // A second answer to the same request is not a late answer any more.
+    net.deliver(0, &late);
+    assert_eq!(net.engine.peers.recent_rtt_ms(0), Some(5_000.0));
+    net.drive();
+    assert!(net.engine.is_done());
+    assert!(
+        !net.events
+            .iter()
+            .any(|e| matches!(e, Event::PeerDisconnected { .. })),
+        "{:?}",
+        net.events
+    );
+}
+
+#[test]
+fn a_silent_peer_is_dropped_after_three_start_up_timeouts_one_after_the_other() {
+    let state = generate(&SyntheticConfig::new(10, 1));
+    let mut net = TestNet::new(&state.store, state.root, EngineConfig::default());
+    net.join_as(0, PeerKind::Silent);
+    net.drive_until(8_999, &mut |_| false);
+    assert!(net.engine.peers.contains(0));
+    net.drive_until(9_000, &mut |_| false);
+    assert!(!net.engine.peers.contains(0));
+    assert!(net.events.iter().any(|e| matches!(
+        e,
+        Event::PeerDisconnected {
+            peer: 0,
+            reason: DisconnectReason::Stalling
+        }
+    )));
 }

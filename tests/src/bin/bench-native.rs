@@ -166,7 +166,8 @@ impl Bench {
         let pass = self.engine_pass(state);
         // On the thread's CPU clock too: on a shared machine, wall time also counts the
         // time the thread waited for a core, and that varies from pass to pass.
-        // A pass shorter than the CPU clock's tick reads 0 s: no rate then (JSON has no inf).
+        // A pass shorter than the CPU clock's tick reads 0 s: no CPU figures then (they
+        // would print `inf`, which is not JSON).
         let cpu = match (limit_cpu.0, engine_cpu.0) {
             (Some(limit), Some(engine)) if limit > 0.0 && engine > 0.0 => format!(
                 ",\"limit_cpu_items_per_sec\":{:.0},\"engine_cpu_items_per_sec\":{:.0},\"engine_to_limit_cpu\":{:.3}",

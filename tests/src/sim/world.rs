@@ -148,6 +148,51 @@ impl World {
         depths.len()
     }
 
+    /// The dependency depth of the state under `root`, in fetches: an item can only be asked
+    /// for once an item that refers to it has arrived, so a sync takes at least this many
+    /// round trips however much the peers can serve at once. (Breadth first: a subtrie shared
+    /// at several places is fetched as soon as its shallowest parent arrives.)
+    pub fn fetch_levels(&self, root: H256) -> usize {
+        let mut seen = HashSet::new();
+        let mut level = vec![StoreKey::node(root)];
+        let mut levels = 0;
+        while !level.is_empty() {
+            levels += 1;
+            let mut next = Vec::new();
+            for key in level {
+                if !seen.insert(key) {
+                    continue;
+                }
+                let Some(node) = self
+                    .source
+                    .get(key)
+                    .filter(|_| key.kind == ItemKind::Node)
+                    .and_then(|blob| TrieNode::decode(blob).ok())
+                else {
+                    continue;
+                };
+                let in_accounts = self.account_nodes.contains(&key.hash);
+                node.visit_children(&Nibbles::new(), &mut |child| match child {
+                    NodeChild::Hash { hash, .. } => next.push(StoreKey::node(hash)),
+                    NodeChild::Value { value, .. } if in_accounts => {
+                        if let Ok(account) = Account::decode(value) {
+                            if account.storage_root != EMPTY_ROOT_HASH {
+                                next.push(StoreKey::node(account.storage_root));
+                            }
+                            if account.code_hash != KECCAK_EMPTY {
+                                next.push(StoreKey::code(account.code_hash));
+                            }
+                        }
+                    }
+                    NodeChild::Value { .. } => {}
+                });
+            }
+            next.retain(|key| !seen.contains(key));
+            level = next;
+        }
+        levels
+    }
+
     /// Items under `root` that cannot complete while `absent` cannot be fetched: those
     /// with something of `absent` below them.
     pub fn blocked_by(&self, root: H256, absent: &HashSet<StoreKey>) -> HashSet<StoreKey> {
