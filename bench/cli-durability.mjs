@@ -8,14 +8,12 @@
 //
 //   node bench/cli-durability.mjs --states 100000:7,300000:5
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, parseArgs, log } from './lib.mjs';
+import { REPO, parseArgs, log, CLI, serveSynthetic, runCommand } from './lib.mjs';
 
-const CLI = path.join(REPO, 'web', 'cli', 'cli.mjs');
 const args = parseArgs(process.argv.slice(2));
 const states = String(args.states ?? '100000:7,300000:5').split(',');
 
@@ -26,7 +24,7 @@ for (const spec of states) {
 }
 
 async function measure(spec) {
-  const peer = await serve(spec);
+  const peer = await serveSynthetic(spec);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'statesync-bench-cli-'));
   try {
     // The CLI's own main, so that the peak RSS measured is the sync's, not a shell's.
@@ -36,7 +34,7 @@ async function measure(spec) {
       process.stderr.write('maxrss ' + process.resourceUsage().maxRSS * 1024 + '\\n');
       process.exit(code);`;
     const started = performance.now();
-    const { code, stdout, stderr } = await run(process.execPath, ['--input-type=module', '-e', wrapper, '--', 'sync', '--peer', peer.url, '--root', peer.root, '--db', path.join(dir, 'db'), '--json']);
+    const { code, stdout, stderr } = await runCommand(process.execPath, ['--input-type=module', '-e', wrapper, '--', 'sync', '--peer', peer.url, '--root', peer.root, '--db', path.join(dir, 'db'), '--json']);
     const ms = performance.now() - started;
     if (code !== 0) throw new Error(`sync exited ${code}: ${stderr}`);
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
@@ -59,28 +57,3 @@ async function measure(spec) {
   }
 }
 
-/** `statesync serve --synthetic spec` on a free port; resolves once it listens. */
-function serve(spec) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--synthetic', spec, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let buffered = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk;
-      const line = buffered.split('\n').find((l) => l.includes('"listening"'));
-      if (line) resolve({ ...JSON.parse(line), child });
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited ${code}`)));
-  });
-}
-
-function run(command, argv) {
-  return new Promise((resolve) => {
-    const child = spawn(command, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -21,15 +21,13 @@
 // (its own process.cpuUsage(): every thread, LevelDB's included) and of the peers (from
 // /proc, Linux only) are reported beside it. Prints figures; asserts nothing.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, loadWasm, syncInProcess, bestOf, parseArgs, log } from './lib.mjs';
+import { REPO, loadWasm, syncInProcess, bestOf, parseArgs, log, CLI, serveSynthetic, runCommand } from './lib.mjs';
 import { summarise, formatSummary } from './cpu-profile.mjs';
 
-const CLI = path.join(REPO, 'web', 'cli', 'cli.mjs');
 const args = parseArgs(process.argv.slice(2));
 const synthetic = String(args.synthetic ?? '300000:5');
 const [accounts, seed] = synthetic.split(':').map(Number);
@@ -43,7 +41,7 @@ for (const s of stores) if (!['leveldb', 'memory', 'discard'].includes(s)) throw
 const result = { state: `synthetic ${synthetic}`, accounts, seed, peers: peerCount, repeat, runs: [], engine: null, ratios: {} };
 
 for (const latencyMs of latencies) {
-  const peers = await Promise.all(Array.from({ length: peerCount }, () => serve(synthetic, latencyMs)));
+  const peers = await Promise.all(Array.from({ length: peerCount }, () => serveSynthetic(synthetic, latencyMs)));
   try {
     for (const store of stores) {
       const runs = [];
@@ -116,7 +114,7 @@ async function syncOnce({ store, peers, latencyMs }) {
   const peersBefore = peers.map((p) => cpuSeconds(p.child.pid));
   try {
     const started = performance.now();
-    const { code, stdout, stderr } = await run(process.execPath, [...nodeFlags, '--input-type=module', '-e', wrapper, '--', ...argv]);
+    const { code, stdout, stderr } = await runCommand(process.execPath, [...nodeFlags, '--input-type=module', '-e', wrapper, '--', ...argv]);
     const wallMs = performance.now() - started;
     if (code !== 0) throw new Error(`sync (${store}) exited ${code}: ${stderr.slice(-2000)}`);
     const peersAfter = peers.map((p) => cpuSeconds(p.child.pid));
@@ -154,29 +152,3 @@ function cpuSeconds(pid) {
   }
 }
 
-/** `statesync serve --synthetic spec` on a free port; resolves once it listens. */
-function serve(spec, latencyMs) {
-  return new Promise((resolve, reject) => {
-    const latency = latencyMs > 0 ? ['--latency', String(latencyMs)] : [];
-    const child = spawn(process.execPath, [CLI, 'serve', '--synthetic', spec, '--port', '0', '--json', ...latency], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let buffered = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk;
-      const line = buffered.split('\n').find((l) => l.includes('"listening"'));
-      if (line) resolve({ ...JSON.parse(line), child });
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited ${code}`)));
-  });
-}
-
-function run(command, argv) {
-  return new Promise((resolve) => {
-    const child = spawn(command, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -2,7 +2,7 @@
 // (so the serving state and the engine do not share one linear memory), building the states,
 // and a sync from in-process peers that times the engine with the peers' serving excluded.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { loadWasmInstance } from '../web/lib/wasm-node.mjs';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.dirname(BENCH_DIR);
+export const CLI = path.join(REPO, 'web', 'cli', 'cli.mjs');
 export const GENESIS_FIXTURE = path.join(REPO, 'fixtures', 'genesis_mainnet.json');
 
 /** About 3.2 hashed items per account with the generator's default mix (as bench-native). */
@@ -204,4 +205,33 @@ export function gitInfo() {
   } catch {
     return null;
   }
+}
+
+/** `statesync serve --synthetic spec` (answers `latencyMs` late) on a free port; resolves with
+ * its `listening` line and the child once it listens. */
+export function serveSynthetic(spec, latencyMs = 0) {
+  return new Promise((resolve, reject) => {
+    const latency = latencyMs > 0 ? ['--latency', String(latencyMs)] : [];
+    const child = spawn(process.execPath, [CLI, 'serve', '--synthetic', spec, '--port', '0', '--json', ...latency], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buffered = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      buffered += chunk;
+      const line = buffered.split('\n').find((l) => l.includes('"listening"'));
+      if (line) resolve({ ...JSON.parse(line), child });
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}`)));
+  });
+}
+
+/** Runs `command` in the repository; resolves with its exit code and output. */
+export function runCommand(command, argv) {
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
