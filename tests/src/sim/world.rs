@@ -163,29 +163,9 @@ impl World {
                 if !seen.insert(key) {
                     continue;
                 }
-                let Some(node) = self
-                    .source
-                    .get(key)
-                    .filter(|_| key.kind == ItemKind::Node)
-                    .and_then(|blob| TrieNode::decode(blob).ok())
-                else {
-                    continue;
-                };
-                let in_accounts = self.account_nodes.contains(&key.hash);
-                node.visit_children(&Nibbles::new(), &mut |child| match child {
-                    NodeChild::Hash { hash, .. } => next.push(StoreKey::node(hash)),
-                    NodeChild::Value { value, .. } if in_accounts => {
-                        if let Ok(account) = Account::decode(value) {
-                            if account.storage_root != EMPTY_ROOT_HASH {
-                                next.push(StoreKey::node(account.storage_root));
-                            }
-                            if account.code_hash != KECCAK_EMPTY {
-                                next.push(StoreKey::code(account.code_hash));
-                            }
-                        }
-                    }
-                    NodeChild::Value { .. } => {}
-                });
+                if let Some(value) = self.source.get(key) {
+                    next.extend(dependencies(key, value, &self.account_nodes).unwrap_or_default());
+                }
             }
             next.retain(|key| !seen.contains(key));
             level = next;
