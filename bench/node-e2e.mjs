@@ -4,7 +4,7 @@
 //
 // The same modules `statesync sync` uses: peers over loopback WebSockets (web/cli/peer-server.mjs
 // answering from a wasm StateSource, web/lib/transport.mjs with `ws`), the WebAssembly StateSync
-// with its defaults (1 MiB batches, 4 requests in flight per peer), and the LevelDB store
+// with its defaults (1 MiB batches, up to 16 requests in flight per peer), and the LevelDB store
 // (web/lib/leveldb-store.mjs) in a fresh temporary directory per run. The peers run in a worker
 // thread, as they would in another process: the timed thread does only the syncing side. Time
 // runs from start() until the root is complete (every batch written); best of --repeat, and of

@@ -77,7 +77,7 @@ const plan = quick
       simAccounts: 7_000,
     };
 const LATENCY_MS = 100;
-const DEFAULT_IN_FLIGHT = 4; // the engine's default max_in_flight_per_peer
+const DEFAULT_IN_FLIGHT = 16; // the engine's default max_in_flight_per_peer (a cap; the window follows the pipe)
 // The native state the simulator's zero-latency reference is measured on: the simulator's
 // accounts at bench-native's items-per-account, so bench-native generates the same accounts.
 const simReferenceSize = Math.round(plan.simAccounts * ITEMS_PER_ACCOUNT);

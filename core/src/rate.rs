@@ -125,6 +125,77 @@ impl PeerRate {
     }
 }
 
+/// How many times the bandwidth-delay product may be outstanding to a peer (BBR's window
+/// gain): room for the pipe to grow when the peer is held back by round trips, not bandwidth.
+const PIPE_GAIN: f64 = 2.0;
+/// A peer's largest recent delivery rate halves every this many of its round trips, so a peer
+/// that slows down is given less.
+const RATE_HALF_LIFE_RTTS: f64 = 8.0;
+
+/// How much a peer's pipe holds: its delivery rate (items it served while a request was out,
+/// over that request's round trip, as BBR measures it) times its shortest round trip, the
+/// bandwidth-delay product. Several requests out at once measure the peer, not one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pipe {
+    /// Items this peer has served in all.
+    delivered: u64,
+    /// The largest recent delivery rate, items per ms, decaying from `rate_at`.
+    rate: f64,
+    rate_at: u64,
+    min_rtt_ms: Option<f64>,
+}
+
+impl Pipe {
+    /// Items served so far: a request remembers this when it is sent.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// An answer with `served` useful items arrived at `now`, `elapsed_ms` after its request
+    /// was sent, when the peer had served `delivered_at_send` items. `app_limited`: the
+    /// request was smaller than the window allowed (there was no more to ask), so its sample
+    /// says how little was asked, not how much the peer can serve: it may raise the rate but
+    /// does not let it fade (BBR's rule).
+    pub fn answered(
+        &mut self,
+        served: usize,
+        delivered_at_send: u64,
+        (elapsed_ms, now): (u64, u64),
+        app_limited: bool,
+    ) {
+        self.delivered += served as u64;
+        if served == 0 {
+            return;
+        }
+        let elapsed = elapsed_ms.max(1) as f64;
+        let min_rtt = self.min_rtt_ms.map_or(elapsed, |m| m.min(elapsed));
+        self.min_rtt_ms = Some(min_rtt);
+        let sample = self.delivered.saturating_sub(delivered_at_send) as f64 / elapsed;
+        let age = now.saturating_sub(self.rate_at) as f64;
+        if app_limited {
+            if sample > self.rate {
+                self.rate = sample;
+                self.rate_at = now;
+            }
+            return;
+        }
+        let decayed = self.rate * 0.5f64.powf(age / (RATE_HALF_LIFE_RTTS * min_rtt));
+        self.rate = sample.max(decayed);
+        self.rate_at = now;
+    }
+
+    /// Items that may be outstanding to this peer: [`PIPE_GAIN`] × its bandwidth-delay
+    /// product, within `[floor, cap]`; `initial` until it has answered.
+    pub fn window(&self, initial: usize, floor: usize, cap: usize) -> usize {
+        let cap = cap.max(1);
+        let Some(min_rtt) = self.min_rtt_ms else {
+            return initial.clamp(1, cap);
+        };
+        let bdp = self.rate * min_rtt;
+        ((PIPE_GAIN * bdp).ceil() as usize).clamp(floor.clamp(1, cap), cap)
+    }
+}
+
 /// The shared round-trip target that requests are sized for. (geth also keeps a confidence
 /// in it, which only stretches its timeouts; timeouts here are per peer, so it is left out.)
 #[derive(Clone, Debug, PartialEq)]
@@ -296,5 +367,29 @@ mod tests {
         assert_eq!(joined.items_per_sec, 200.0);
         assert_eq!(joined.rtt_ms, 4000.0);
         assert_eq!(joined.recent_rtt_ms, None);
+    }
+
+    #[test]
+    fn a_pipe_grows_while_round_trips_hold_it_back_and_follows_the_bandwidth_after() {
+        let mut pipe = Pipe::default();
+        assert_eq!(pipe.window(1_536, 384, 6_144), 1_536);
+        // 1,536 items out, each request answered after 100 ms with the peer serving all of
+        // them in that time: 15.36 items per ms × 100 ms, doubled.
+        pipe.answered(1_536, 0, (100, 100), false);
+        assert_eq!(pipe.window(1_536, 384, 100_000), 3_072);
+        assert_eq!(pipe.window(1_536, 384, 2_000), 2_000);
+        // A peer serving 1 item per ms, answers 200 ms late (queued behind the others): the
+        // window settles at twice 1 item/ms × the 100 ms round trip, after the old rate fades.
+        for i in 0..200 {
+            let delivered = pipe.delivered();
+            pipe.answered(200, delivered, (200, 300 + 200 * i), false);
+        }
+        assert!(pipe.window(1_536, 1, 100_000) <= 2 * 200 + 1);
+        assert_eq!(pipe.window(1_536, 384, 100_000), 384);
+        // A small answer to a request cut short for lack of work does not shrink it further.
+        let before = pipe.window(1_536, 1, 100_000);
+        let delivered = pipe.delivered();
+        pipe.answered(2, delivered, (100, 1_000_000), true);
+        assert_eq!(pipe.window(1_536, 1, 100_000), before);
     }
 }

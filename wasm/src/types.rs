@@ -197,7 +197,7 @@ export interface SyncOptions extends StoreOptions {
   batchIntervalMs?: number;
   /** Give up after this many milliseconds stalled without progress: everything verified is written, then `start()` rejects with `STALLED`. Default: wait for peers forever. */
   stallTimeoutMs?: number;
-  /** Requests outstanding per peer (default 4, at most 64). */
+  /** Requests outstanding per peer at most (default 16, at most 64); within it the items out follow the peer's measured bandwidth-delay product. */
   maxInFlight?: number;
   /** Hashes per request (default 384, at most 1024). */
   maxItemsPerRequest?: number;

@@ -165,7 +165,7 @@ options:
   --stall-timeout S       exit 9 after S seconds in which no connected peer could serve what
                           is left, naming the first missing item; everything verified is
                           written first (default: wait for peers forever)
-  --max-in-flight N       requests outstanding per peer (default 4)
+  --max-in-flight N       requests outstanding per peer at most (default 16)
   --max-items N           items per request, at most 1024 (default 384)
   --connect-timeout S     exit 4 when no peer is connected for S seconds (default 10;
                           0 waits forever)

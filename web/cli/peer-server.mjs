@@ -33,8 +33,8 @@ export const DEFAULT_FAULTS = Object.freeze({
 
 /**
  * What one client may make the server hold (docs/CLI.md, "serve"). An honest client uses a
- * fraction of each: the CLI and the page keep 4 requests in flight per peer, and read every
- * answer as it comes.
+ * fraction of each: the CLI and the page keep at most 16 requests in flight per peer (fewer
+ * when the peer's measured pipe is small), and read every answer as it comes.
  */
 export const DEFAULT_LIMITS = Object.freeze({
   // Open WebSocket connections (and handshakes in progress); more get HTTP 503.

@@ -21,15 +21,19 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// Items per request at most (geth's `MaxStateFetch`).
     pub max_items_per_request: usize,
-    /// Requests one peer may have outstanding. geth allows one; with high-latency peers a
-    /// few keep the pipe full (see the simulator's latency scenarios).
+    /// Requests one peer may have outstanding at most (a cap; geth allows one). Within it,
+    /// the items out to a peer follow its measured bandwidth-delay product (`rate::Pipe`):
+    /// a few full requests until its first answer, then twice its delivery rate × its
+    /// shortest round trip, so a high-latency peer gets a full pipe and a slow one no queue.
     pub max_in_flight_per_peer: usize,
     /// A commit batch holds at most this many payload bytes. It is also the most verified
-    /// data held unwritten at once (the batch being written, the one being filled and the
-    /// answers asked for, by an estimate of their size): what a crash can lose.
+    /// data held unwritten at once (the batch being written and the one being filled): what
+    /// a crash can lose. Items asked for and answers held unverified have their own bound,
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this (by an estimate of the item size).
     pub batch_bytes: usize,
     /// The same in items (puts and deletes). This bound is exact: verified items not yet
-    /// durable never exceed it.
+    /// durable never exceed it. Items asked plus blobs held stay within
+    /// [`ASK_BATCHES`](super::ASK_BATCHES) times this.
     pub batch_items: usize,
     /// Verified items are written within this long even when no batch fills up (an idle or
     /// stalled sync flushes what it holds).
@@ -77,7 +81,7 @@ impl Default for EngineConfig {
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             max_pending: DEFAULT_MAX_PENDING,
             max_items_per_request: 384,
-            max_in_flight_per_peer: 4,
+            max_in_flight_per_peer: 16,
             batch_bytes: 1024 * 1024,
             batch_items: 8192,
             batch_interval_ms: 2_000,

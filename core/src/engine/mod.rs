@@ -21,9 +21,11 @@
 //!
 //! Verified is durable at the store's pace (DESIGN.md I7): every verified item is written
 //! within one batch, complete items to the main keyspace and the rest to the staging area; a
-//! batch is capped in operations and bytes and also cut by time; and requests are only sent
-//! while the verified-but-unwritten items plus the items asked for stay within one batch, so
-//! a slow store slows the requests down instead of letting verified data pile up in memory.
+//! batch is capped in operations and bytes and also cut by time; an answer is verified only
+//! as far as the verified-but-unwritten items stay within one batch, and what does not fit is
+//! held, unverified, until a commit lands (`held`). What may be asked is bounded on its own,
+//! [`ASK_BATCHES`] batches of items asked or held, so the pipe is not capped by the batch while
+//! a slow store still slows the requests down: held answers count against asking more.
 //!
 //! Differences from geth, on purpose: several requests may be in flight per peer; an item no
 //! peer can serve parks the sync as *stalled* instead of failing it (geth #21943) and is
@@ -41,6 +43,7 @@
 mod answer;
 mod config;
 mod event;
+mod held;
 mod peers;
 mod progress;
 mod requests;
@@ -66,6 +69,7 @@ pub use event::{DisconnectReason, EngineError, Event, PeerId, Transmit};
 pub use store_ops::{StoreAction, StoreFailure, StoreFailureKind, StoreOp, StoreResult};
 
 use answer::match_answer;
+use held::Held;
 use peers::Peers;
 use progress::{Counters, Reporting, Stall};
 use requests::{Request, Requests};
@@ -82,6 +86,13 @@ const PENALTY_UNKNOWN_REQUEST: u32 = 10;
 const PENALTY_FOREIGN_BLOB: u32 = 5;
 /// Item size assumed for answers on their way before anything was measured: a full branch.
 const INITIAL_ITEM_BYTES: u64 = 532;
+/// Items asked for and answers held unverified stay within this many commit batches (in items
+/// exactly, in bytes by estimate): the bound on what is on its way or waiting, apart from the
+/// one batch of verified-but-unwritten items (DESIGN.md I5, I7).
+pub const ASK_BATCHES: u64 = 4;
+/// Full requests a peer may have out before its first answer measures its pipe, and at least
+/// after it (the window of the earlier fixed default, 4 requests in flight).
+const INITIAL_REQUESTS: usize = 4;
 
 /// Why the engine is winding down: it flushes everything verified first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +125,8 @@ pub struct Engine {
     started_at: u64,
     peers: Peers,
     requests: Requests,
+    /// Answers that arrived while the unwritten batch was full, held unverified.
+    held: Held,
     retries: Retries,
     timers: TimerTable,
     store: StoreOps,
@@ -155,6 +168,7 @@ impl Engine {
             state: State::Syncing,
             started_at: now,
             requests: Requests::default(),
+            held: Held::default(),
             retries: Retries::default(),
             timers: TimerTable::default(),
             store: StoreOps::new(load_staged),
@@ -429,8 +443,10 @@ impl Engine {
     /// the timers that follow from them.
     fn drive(&mut self, now: u64) {
         if self.is_finished() {
+            self.held.clear();
             return;
         }
+        self.verify_held();
         self.store.queue_lookups(self.scheduler.take_lookups());
         if self.state == State::Syncing {
             self.assign(now);
@@ -439,6 +455,7 @@ impl Engine {
         self.track_stall(now);
         if let State::Stopping(stop) = &self.state {
             let written = !self.scheduler.has_work_to_write()
+                && self.held.is_empty()
                 && matches!(self.store.commit, CommitState::Idle)
                 && !self.store.busy();
             if written {
@@ -498,28 +515,95 @@ impl Engine {
         self.requests.outstanding_items()
     }
 
-    /// How many more items may be asked for: verified-but-unwritten items plus those on
-    /// their way stay within one batch, in items exactly and in bytes by estimate. At 0 the
-    /// engine asks for nothing more until the store catches up.
+    /// Requests `peer` has out and the items they ask for: within `max_in_flight_per_peer`
+    /// and that many full requests, its window's caps.
+    pub fn peer_load(&self, peer: PeerId) -> (usize, usize) {
+        (
+            self.requests.in_flight(peer),
+            self.requests.outstanding_of(peer),
+        )
+    }
+
+    /// Blobs held unverified until the store catches up, and their payload bytes.
+    pub fn held(&self) -> (u64, u64) {
+        (self.held.items(), self.held.bytes())
+    }
+
+    /// The most blobs held unverified at once this session.
+    pub fn peak_held(&self) -> u64 {
+        self.held.peak_items
+    }
+
+    /// Items asked for plus blobs held stay within this (DESIGN.md I5): [`ASK_BATCHES`]
+    /// batches.
+    pub fn ask_cap_items(&self) -> u64 {
+        ASK_BATCHES * self.config.batch_items.max(1) as u64
+    }
+
+    /// How many more items may be asked for: the items on their way plus the blobs held
+    /// unverified stay within [`ASK_BATCHES`] batches, in items exactly and in bytes by
+    /// estimate. Verified-but-unwritten items do not count: their bound is kept where answers
+    /// are verified. A slow store fills the held answers, and at 0 the engine asks for
+    /// nothing more until it catches up.
     pub fn request_budget(&self) -> usize {
-        let (items, bytes) = self.unwritten();
         let outstanding = self.requests.outstanding_items();
-        let by_items = (self.config.batch_items as u64).saturating_sub(items + outstanding);
+        let (held_items, held_bytes) = self.held();
+        let by_items = self
+            .ask_cap_items()
+            .saturating_sub(outstanding + held_items);
         let item_bytes = self
             .counters
             .processed_bytes
             .checked_div(self.counters.processed)
             .map_or(INITIAL_ITEM_BYTES, |b| b.max(1));
-        let by_bytes = (self.config.batch_bytes as u64)
-            .saturating_sub(bytes)
+        let by_bytes = (ASK_BATCHES * self.config.batch_bytes as u64)
+            .saturating_sub(held_bytes)
             .saturating_sub(outstanding * item_bytes)
             / item_bytes;
         let budget = by_items.min(by_bytes) as usize;
-        if items + outstanding == 0 {
+        if outstanding + held_items == 0 {
             // Items larger than a whole batch still move, one at a time.
             budget.max(1)
         } else {
             budget
+        }
+    }
+
+    /// Whether `blob` may be verified now: the verified-but-unwritten items and bytes it adds
+    /// stay within one batch (DESIGN.md I7), in items exactly. With nothing unwritten any
+    /// blob fits, so an item larger than a batch still moves.
+    fn has_room(&self, blob: &HashedSlice<'_>) -> bool {
+        let (items, bytes) = self.unwritten();
+        if items == 0 && bytes == 0 {
+            return true;
+        }
+        let batch_items = self.config.batch_items.max(1) as u64;
+        let len = blob.data().len() as u64;
+        // Almost every blob adds one item; only near the bound is it worth asking the
+        // scheduler whether this one counts twice (pending as code and as a node).
+        let cost = if items + 2 <= batch_items {
+            1
+        } else {
+            self.scheduler.unwritten_cost(blob.hash())
+        };
+        items + cost <= batch_items && bytes + len * cost <= self.config.batch_bytes as u64
+    }
+
+    /// Verifies held answers, oldest first, as far as the unwritten batch has room.
+    fn verify_held(&mut self) {
+        while let Some(mut answer) = self.held.take_front() {
+            while let Some(blob) = answer.peek() {
+                if !self.has_room(&blob) {
+                    self.held.put_back(answer);
+                    return;
+                }
+                if self.deliver(blob).is_none() {
+                    // Fatal: the state is invalid, the sync fails; nothing more is verified.
+                    self.held.clear();
+                    return;
+                }
+                answer.advance();
+            }
         }
     }
 
@@ -528,11 +612,21 @@ impl Engine {
         let order = self.peers.capacity_order(now, self.config.max_items());
         let mut budget = self.request_budget();
         self.store.budget_blocked = false;
+        let max_items = self.config.max_items();
+        let cap = self.config.max_in_flight_per_peer.max(1);
+        // Before its first answer a peer gets a few full requests; then its pipe's window.
+        let initial = max_items * cap.min(INITIAL_REQUESTS);
         for (capacity, peer) in order {
-            while self.peers.contains(peer)
-                && self.requests.in_flight(peer) < self.config.max_in_flight_per_peer
-            {
-                let n = capacity.min(budget);
+            let window = self.peers.window(peer, initial, initial, cap * max_items);
+            while self.peers.contains(peer) && self.requests.in_flight(peer) < cap {
+                // A request is sent whole or, while the peer has others out, not yet: a
+                // window's remainder would only make more, thinner requests.
+                let room = window.saturating_sub(self.requests.outstanding_of(peer));
+                let whole = capacity.min(budget);
+                if room == 0 || (room < whole && self.requests.in_flight(peer) > 0) {
+                    break;
+                }
+                let n = whole.min(room);
                 if n == 0 {
                     // The store has to catch up before more is asked for.
                     self.store.budget_blocked = true;
@@ -548,7 +642,8 @@ impl Engine {
                     break;
                 }
                 budget = budget.saturating_sub(tasks.len());
-                self.send_request(peer, tasks, now, hedge);
+                let app_limited = tasks.len() < n;
+                self.send_request(peer, tasks, now, (hedge, app_limited));
             }
         }
     }
@@ -598,7 +693,13 @@ impl Engine {
 
     /// Sends `tasks` to `peer` and arms the request's timeout: the peer's own
     /// (`Peers::timeout_ms`), fixed when the request is sent.
-    fn send_request(&mut self, peer: PeerId, tasks: Vec<Retry>, now: u64, hedged: bool) {
+    fn send_request(
+        &mut self,
+        peer: PeerId,
+        tasks: Vec<Retry>,
+        now: u64,
+        (hedged, app_limited): (bool, bool),
+    ) {
         let timeout = self.peers.timeout_ms(peer);
         let (id, frame) = self.requests.send(Request {
             peer,
@@ -606,6 +707,8 @@ impl Engine {
             sent_at: now,
             generation: self.generation,
             hedged,
+            delivered_at_send: self.peers.delivered(peer),
+            app_limited,
         });
         self.transmits.push_back(Transmit::Frame { peer, frame });
         self.timers.set(Timer::Request(id), now + timeout);
@@ -615,13 +718,14 @@ impl Engine {
         let Some(request) = self.requests.take_answered(peer, id) else {
             if self.peers.answered_late(peer, id, now) {
                 // Answer to a request that timed out (its round trip now stretches the peer's
-                // timeout): take what is still useful, as far as the unwritten budget goes
-                // (its items were not counted as on their way).
+                // timeout): take what is still useful while the unwritten batch has room (its
+                // items were asked again, so the rest is not held).
                 for blob in blobs {
-                    if self.request_budget() == 0 {
+                    let blob = HashedSlice::new(blob);
+                    if !self.held.is_empty() || !self.has_room(&blob) {
                         break;
                     }
-                    if self.deliver(HashedSlice::new(blob)).is_none() {
+                    if self.deliver(blob).is_none() {
                         return;
                     }
                 }
@@ -640,28 +744,48 @@ impl Engine {
         let hashed: Vec<HashedSlice<'_>> = blobs.iter().map(|b| HashedSlice::new(b)).collect();
         let answered: Vec<H256> = hashed.iter().map(HashedSlice::hash).collect();
         let matched = match_answer(&asked, &answered);
-        let mut delivered = 0usize;
+        // The blobs that answer this request's tasks are verified in order as far as the
+        // unwritten batch has room, and the rest are held (behind any answer held already):
+        // none is dropped for lack of room. A blob that answers nothing of this request is
+        // useful only if there is room now, after them.
         let mut foreign = 0u32;
+        let mut others = Vec::new();
+        let mut fitting = self.held.is_empty();
+        let mut hold = Vec::new();
         for (blob, placed) in hashed.into_iter().zip(&matched.placed) {
-            if placed.is_some() {
-                if self.deliver(blob).is_none() {
-                    return; // fatal: the state is invalid
+            if placed.is_none() {
+                if request.generation == self.generation {
+                    foreign += 1;
                 }
-                delivered += 1;
+                others.push(blob);
                 continue;
             }
-            // Not asked of this request: useful only within the unwritten budget, less what
-            // this answer may still deliver of its own tasks (counted until now).
-            let reserved = request.tasks.len() - delivered;
-            if self.request_budget() > reserved && self.deliver(blob).is_none() {
-                return;
-            }
-            if request.generation == self.generation {
-                foreign += 1;
+            fitting = fitting && self.has_room(&blob);
+            if !fitting {
+                hold.push(blob);
+            } else if self.deliver(blob).is_none() {
+                return; // fatal: the state is invalid
             }
         }
+        if hold.is_empty() && self.held.is_empty() {
+            for blob in others {
+                if !self.has_room(&blob) {
+                    break;
+                }
+                if self.deliver(blob).is_none() {
+                    return;
+                }
+            }
+        } else {
+            self.held.hold(hold);
+        }
         let elapsed = now.saturating_sub(request.sent_at);
-        self.peers.answered(peer, elapsed, matched.served());
+        self.peers.answered(
+            peer,
+            (elapsed, now),
+            matched.served(),
+            (request.delivered_at_send, request.app_limited),
+        );
         if foreign > 0 {
             self.penalise(
                 peer,

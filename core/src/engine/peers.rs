@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::hash::H256;
 use crate::progress::PeerProgress;
-use crate::rate::{PeerRate, RateConfig, RoundTrip};
+use crate::rate::{PeerRate, Pipe, RateConfig, RoundTrip};
 
 use super::PeerId;
 
@@ -21,6 +21,8 @@ struct Peer {
     head_root: Option<H256>,
     joined_at: u64,
     rate: PeerRate,
+    /// Its delivery rate and shortest round trip: how many items may be out to it.
+    pipe: Pipe,
     served: u64,
     failures: u64,
     timeouts_in_row: u32,
@@ -65,6 +67,7 @@ impl Peers {
                 head_root: None,
                 joined_at: now,
                 rate,
+                pipe: Pipe::default(),
                 served: 0,
                 failures: 0,
                 timeouts_in_row: 0,
@@ -137,10 +140,32 @@ impl Peers {
         self.table.get(&peer).and_then(|p| p.rate.recent_rtt_ms)
     }
 
-    /// The peer answered a request after `elapsed_ms` with `served` useful items.
-    pub fn answered(&mut self, peer: PeerId, elapsed_ms: u64, served: usize) {
+    /// Items `peer` may have outstanding: its pipe's window (`Pipe::window`), `initial`
+    /// before its first answer, within `[floor, cap]`.
+    pub fn window(&self, peer: PeerId, initial: usize, floor: usize, cap: usize) -> usize {
+        self.table
+            .get(&peer)
+            .map_or(0, |p| p.pipe.window(initial, floor, cap))
+    }
+
+    /// Items `peer` has served so far (0 if unknown): a request remembers it when sent.
+    pub fn delivered(&self, peer: PeerId) -> u64 {
+        self.table.get(&peer).map_or(0, |p| p.pipe.delivered())
+    }
+
+    /// The peer answered a request after `elapsed_ms` with `served` useful items, at `now`;
+    /// it had served `delivered_at_send` items when the request was sent.
+    pub fn answered(
+        &mut self,
+        peer: PeerId,
+        (elapsed_ms, now): (u64, u64),
+        served: usize,
+        (delivered_at_send, app_limited): (u64, bool),
+    ) {
         if let Some(p) = self.table.get_mut(&peer) {
             p.rate.update(elapsed_ms as f64, served);
+            p.pipe
+                .answered(served, delivered_at_send, (elapsed_ms, now), app_limited);
             p.served += served as u64;
             p.timeouts_in_row = 0;
             p.counted_timeout_at = None;

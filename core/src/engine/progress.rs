@@ -148,8 +148,8 @@ impl Engine {
     /// Notices when nothing can move, reports it once the peers have had time to connect, and
     /// gives up after `stall_timeout_ms` without progress.
     ///
-    /// Stuck means: after assigning, no request is out, none is held back by the unwritten
-    /// budget, no lookup or staged read can bring new work, and items are left. A stall ends
+    /// Stuck means: after assigning, no request is out, no answer is held unverified, none is
+    /// held back by the budget, no lookup or staged read can bring new work, and items are left. A stall ends
     /// with progress (an item verified, restored or found stored), not with a retry going out.
     pub(super) fn track_stall(&mut self, now: u64) {
         let stats = self.scheduler.stats();
@@ -169,6 +169,7 @@ impl Engine {
             return;
         }
         let stuck = self.requests.is_empty()
+            && self.held.is_empty()
             && !self.store.budget_blocked
             && !self.store.lookups_pending()
             && !self.store.loading_staged()

@@ -23,6 +23,12 @@ pub(super) struct Request {
     /// Whether its items were also asked of another peer, or it is such a copy: either way
     /// it is not copied again.
     pub hedged: bool,
+    /// Items the peer had served when this was sent: its answer measures the peer's
+    /// delivery rate over its round trip (`rate::Pipe`).
+    pub delivered_at_send: u64,
+    /// It carried less than the peer's window and the request size allowed: there was no
+    /// more to ask (see `rate::Pipe::answered`).
+    pub app_limited: bool,
 }
 
 /// The requests in flight, by id.
@@ -84,6 +90,15 @@ impl Requests {
     /// Requests `peer` has out.
     pub fn in_flight(&self, peer: PeerId) -> usize {
         self.table.values().filter(|r| r.peer == peer).count()
+    }
+
+    /// Items `peer` has been asked for and not answered yet.
+    pub fn outstanding_of(&self, peer: PeerId) -> usize {
+        self.table
+            .values()
+            .filter(|r| r.peer == peer)
+            .map(|r| r.tasks.len())
+            .sum()
     }
 
     /// Items asked of peers and not answered yet.

@@ -145,8 +145,8 @@ pub(super) struct StoreOps {
     pub unwritten_since: Option<u64>,
     /// It has waited `batch_interval_ms`: cut a batch even if it is small.
     pub time_cut_due: bool,
-    /// The last assignment could not send a request for lack of unwritten budget: the store
-    /// has to catch up, so a batch is cut as soon as it is free.
+    /// The last assignment could not send a request for lack of budget (asked and held items
+    /// fill the ask cap): the store has to catch up, so a batch is cut as soon as it is free.
     pub budget_blocked: bool,
 }
 
@@ -406,6 +406,7 @@ impl Engine {
             || self.scheduler.is_done()
             || self.store.time_cut_due
             || self.store.budget_blocked
+            || !self.held.is_empty()
             || items >= half_items
             || bytes >= half_bytes
             || self.scheduler.batch_len() as u64 >= half_items

@@ -151,6 +151,13 @@ impl<'a> HashedSlice<'a> {
         }
     }
 
+    /// A blob hashed earlier: `hash` must be `keccak256(data)`, computed by the caller from
+    /// these very bytes (the engine holds answers it hashed on arrival).
+    pub(crate) fn prehashed(hash: H256, data: &'a [u8]) -> HashedSlice<'a> {
+        debug_assert_eq!(hash, keccak256(data));
+        HashedSlice { hash, data }
+    }
+
     pub fn hash(&self) -> H256 {
         self.hash
     }
@@ -800,6 +807,13 @@ impl Scheduler {
                 false
             }
         }
+    }
+
+    /// Unwritten items that verifying a blob with this hash would add: 2 when it is pending
+    /// both as code and as a node, else 1 (or 0 when nothing wants it).
+    pub fn unwritten_cost(&self, hash: H256) -> u64 {
+        let wants = |key| self.table.get(&key).is_some_and(|r| r.data.is_none());
+        u64::from(wants(StoreKey::code(hash))) + u64::from(wants(StoreKey::node(hash)))
     }
 
     /// Whether `key` was handed out by `missing` and is still awaited: a retry of it is

@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items]
+//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s]
 //! ```
 //!
 //! After every simulator step the engine has asked for all it can, so the state it is left in
@@ -15,17 +15,19 @@
 //!   measured throughput × the target round trip, below `max_items_per_request`) and *thin*
 //!   (the requests are smaller than msgrate allows: there was no more to ask, so this is
 //!   depth too);
-//! - *budget*: slots are free but the request budget is 0 (verified-but-unwritten items plus
-//!   items asked stay within one batch, 8,192 items / 1 MiB: capacity, set by the batch);
+//! - *budget*: slots are free but the request budget is 0: the items asked plus the answer
+//!   blobs held unverified (while the unwritten batch is full) fill the ask cap,
+//!   `ASK_BATCHES` batches (4 × 8,192 items / 1 MiB): capacity, set by the batch and the
+//!   store's pace;
 //! - *depth*: slots and budget are free but nothing is askable: what is missing is only known
 //!   once answers on their way arrive (dependency depth; also the scheduler's per-depth caps);
 //! - *connecting*: no peer has sent its Status yet.
 //!
 //! Beside them: the depth bound (the state's fetch levels × the round trip: no sync can be
-//! faster) and the capacity bounds (items / the items the slots or the budget allow per round
-//! trip, × the round trip).
+//! faster) and the capacity bounds (items / the items the slots or the ask cap allow per round
+//! trip, × the round trip), and the most items asked and held at once.
 
-use statesync_core::engine::EngineConfig;
+use statesync_core::engine::{EngineConfig, ASK_BATCHES};
 use statesync_tests::sim::{Latency, PeerSpec, Sim, SimConfig, World};
 
 /// Virtual milliseconds charged to each cause, and the outstanding items integrated over them.
@@ -56,7 +58,11 @@ fn main() {
     };
     // A larger batch (and its bytes in the default proportion, 128 bytes an item) shows what
     // the unwritten budget costs.
-    let engine = match args.next().and_then(|a| a.parse::<usize>().ok()) {
+    let engine = match args
+        .next()
+        .and_then(|a| a.parse::<usize>().ok())
+        .filter(|i| *i > 0)
+    {
         Some(items) => EngineConfig {
             batch_items: items,
             batch_bytes: items * (engine.batch_bytes / engine.batch_items),
@@ -64,6 +70,8 @@ fn main() {
         },
         None => engine,
     };
+    // Each peer's link, KB/s each way (none: unlimited).
+    let bandwidth: Option<u64> = args.next().and_then(|a| a.parse().ok()).filter(|b| *b > 0);
     let peers = 4;
     let slot_items = peers * engine.max_in_flight_per_peer * engine.max_items_per_request;
     println!(
@@ -72,19 +80,21 @@ fn main() {
         engine.max_in_flight_per_peer, engine.max_items_per_request, engine.batch_items
     );
     println!(
-        "| seed | items | levels | depth bound s | slots bound s | budget bound s | sync s | depth % | slots full % | slots sized % | slots thin % | budget % | connecting % | mean items out |"
+        "| seed | items | levels | depth bound s | slots bound s | budget bound s | sync s | depth % | slots full % | slots sized % | slots thin % | budget % | connecting % | mean items out | peak out | peak held |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for seed in 0..seeds {
         let world = World::synthetic(accounts, seed);
         let levels = world.fetch_levels(world.root);
         let items = world.items as f64;
         let depth_bound = levels as f64 * rtt as f64 / 1000.0;
         let slots_bound = (items / slot_items as f64).ceil() * rtt as f64 / 1000.0;
-        let budget_bound = (items / engine.batch_items as f64).ceil() * rtt as f64 / 1000.0;
+        let ask_cap = ASK_BATCHES as f64 * engine.batch_items as f64;
+        let budget_bound = (items / ask_cap).ceil() * rtt as f64 / 1000.0;
         let specs = (0..peers)
             .map(|_| PeerSpec {
                 latency: Latency::rtt(rtt, 10),
+                bandwidth,
                 ..PeerSpec::default()
             })
             .collect();
@@ -123,7 +133,7 @@ fn main() {
         let total = sim.now().max(1) as f64;
         let share = |ms: u64| 100.0 * ms as f64 / total;
         println!(
-            "| {seed} | {} | {levels} | {depth_bound:.1} | {slots_bound:.1} | {budget_bound:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {seed} | {} | {levels} | {depth_bound:.1} | {slots_bound:.1} | {budget_bound:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
             world.items,
             total / 1000.0,
             share(causes.depth),
@@ -133,6 +143,8 @@ fn main() {
             share(causes.budget),
             share(causes.connecting),
             causes.outstanding_ms / total,
+            sim.report().max_outstanding,
+            sim.report().max_held,
         );
     }
 }

@@ -139,6 +139,11 @@ pub struct Report {
     pub max_live_entries: usize,
     /// The most verified items that were not durable at any step (I7).
     pub max_unwritten: u64,
+    /// The most items asked of peers (on their way), and the most answer blobs held
+    /// unverified until the store caught up, at any step; together they never exceed the
+    /// engine's ask cap.
+    pub max_outstanding: u64,
+    pub max_held: u64,
     /// Hashes asked of peers after a crash although they were durable (main keyspace or
     /// staging) when it happened: zero, or the run fails.
     pub refetched_after_crash: u64,
@@ -633,6 +638,31 @@ impl Sim {
         if unwritten > bound {
             return Err(self.error(format!(
                 "I7: {unwritten} verified items not durable, over the bound of {bound}"
+            )));
+        }
+        // The pipe's caps: a peer's requests within `max_in_flight_per_peer`, its items within
+        // that many full requests (its window never exceeds them), at every step.
+        let engine_config = &self.config.engine;
+        let max_requests = engine_config.max_in_flight_per_peer.max(1);
+        let max_items = max_requests * engine_config.max_items_per_request.clamp(1, 1024);
+        for peer in 0..self.peers.len() as u64 {
+            let (requests, items) = self.engine.peer_load(peer);
+            if requests > max_requests || items > max_items {
+                return Err(self.error(format!(
+                    "peer {peer} has {requests} requests and {items} items out, over the caps \
+                     of {max_requests} and {max_items}"
+                )));
+            }
+        }
+        // I5: items asked plus answers held unverified stay within the ask cap, at every step.
+        let outstanding = self.engine.outstanding_items();
+        let (held, _) = self.engine.held();
+        self.report.max_outstanding = self.report.max_outstanding.max(outstanding);
+        self.report.max_held = self.report.max_held.max(held);
+        let cap = self.engine.ask_cap_items();
+        if outstanding + held > cap {
+            return Err(self.error(format!(
+                "I5: {outstanding} items asked and {held} held, over the ask cap of {cap}"
             )));
         }
         Ok(())
