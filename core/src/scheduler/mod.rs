@@ -38,6 +38,7 @@
 //! happens to grow does not decide how much memory the sync takes.
 
 mod buffers;
+mod fanout;
 mod recent;
 mod request;
 mod table;
@@ -55,6 +56,7 @@ use crate::node::{visit_encoded, ChildAt, NodeError, NodeShape};
 use crate::store::{CommitBatch, ItemKind, KeySet, StoreKey};
 
 use buffers::Buffers;
+use fanout::Fanout;
 use recent::RecentKeys;
 use request::{PackedPath, Phase, QueueEntry, Request};
 use table::{Lookup, Slot, Table};
@@ -94,6 +96,20 @@ pub struct SchedulerConfig {
 
 /// Default of [`SchedulerConfig::recent_complete`]: about 2 MB of sets.
 pub const DEFAULT_RECENT_COMPLETE: usize = 32_768;
+
+/// How many items may wait on the host (looked up or fetched) while the table holds
+/// `max_pending` or more: the table's headroom over the bound (a sixth of it) divided by the
+/// most children one node can add (16), so that what is out cannot outgrow the table the
+/// bound sized; at least one, so the sync always moves.
+fn past_bound_flow(max_pending: usize) -> usize {
+    (headroom(max_pending) / 16).max(1)
+}
+
+/// The table's room over [`SchedulerConfig::max_pending`]: for what completes in the memory
+/// batch and for the children of what is out when the bound is reached.
+fn headroom(max_pending: usize) -> usize {
+    max_pending / 6
+}
 
 /// Default of [`SchedulerConfig::max_pending`]: with the headroom, a table of 2^17 slots
 /// (hash tables fill to 7/8), about 21 MB.
@@ -348,6 +364,10 @@ pub struct Scheduler {
     fetches: Vec<usize>,
     /// Requests waiting on the host: a lookup answer (`Checking`) or a delivery (`Fetching`).
     awaiting_host: usize,
+    /// Children a fetched node brings, per depth, learned as nodes arrive.
+    fanout: Fanout,
+    /// Table entries reserved for the children of what is fetched.
+    reserved: usize,
     /// Complete items in completion order: a child always before its parents, so any prefix
     /// can be written on its own without breaking I2.
     batch: VecDeque<Completed>,
@@ -445,6 +465,8 @@ impl Scheduler {
             lookups: Vec::new(),
             fetches: Vec::new(),
             awaiting_host: 0,
+            fanout: Fanout::default(),
+            reserved: 0,
             batch: VecDeque::new(),
             recent,
             batch_bytes: 0,
@@ -609,8 +631,10 @@ impl Scheduler {
     /// Hands out up to `max` queued items (0: no limit) to `emit`, marking them fetched.
     fn hand_out(&mut self, max: usize, mut emit: impl FnMut(StoreKey, &PackedPath)) {
         let mut count = 0;
-        // Handing out adds no request, so this holds for the whole call.
-        let full = self.pending() >= self.config.max_pending;
+        let max_pending = self.config.max_pending;
+        let past_bound_flow = past_bound_flow(max_pending);
+        // Handing out adds no request to the table, so this holds for the whole call.
+        let pending = self.pending();
         while let Some(top) = self.queue.peek() {
             if max != 0 && count >= max {
                 break;
@@ -628,12 +652,24 @@ impl Scheduler {
             };
             let at_cap =
                 self.fetches.get(depth).copied().unwrap_or(0) >= self.config.max_fetches_per_depth;
-            // Past either cap only when nothing else can move: the requests holding this depth
-            // wait on children queued behind it (a node shared at a shallower depth, as in a
-            // trie of keys of different lengths), or every held request waits on queued ones,
-            // and no lookup or delivery is due. Stopping there, as geth does, would stall the
-            // sync for good.
-            if (at_cap || full) && (count > 0 || self.awaiting_host > 0) {
+            // Past the per-depth cap only when nothing else can move: the requests holding this
+            // depth wait on children queued behind it (a node shared at a shallower depth, as in
+            // a trie of keys of different lengths), and no lookup or delivery is due. Stopping
+            // there, as geth does, would stall the sync for good.
+            if at_cap && (count > 0 || self.awaiting_host > 0) {
+                break;
+            }
+            // An item goes out while the table has room for what it and everything else out
+            // are expected to bring (a whole level's children land within one round trip of
+            // each other). Past that, the table shrinks only as what it holds completes, and
+            // that takes fetching the queued items its waiting nodes hold: handing them out
+            // one at a time (one round trip each) starved a sync for minutes. So the deepest
+            // items keep going out while few wait on the host: those are mostly leaves, and
+            // even if all were full branches their children would fit in the table's headroom.
+            let cost = self.fanout.estimate(depth);
+            let room =
+                pending + self.reserved + usize::from(cost) <= max_pending + headroom(max_pending);
+            if !room && self.awaiting_host >= past_bound_flow {
                 break;
             }
             self.queue.pop();
@@ -644,6 +680,8 @@ impl Scheduler {
             self.awaiting_host += 1;
             req.phase = Phase::Fetching;
             req.fetch_depth = Some(depth as u8);
+            req.reserved = cost;
+            self.reserved += usize::from(cost);
             emit(req.key, &req.path);
             count += 1;
         }
@@ -1070,7 +1108,7 @@ impl Scheduler {
             return;
         }
         self.sized = true;
-        let capacity = bound.saturating_add(bound / 6);
+        let capacity = bound.saturating_add(headroom(bound));
         self.table
             .reserve(capacity.saturating_sub(self.table.len()));
         self.queue.reserve(bound.saturating_sub(self.queue.len()));
@@ -1185,6 +1223,15 @@ impl Scheduler {
         req.staged = staged;
         req.deps += deps;
         req.leaf = credit.leaf;
+        let (fetched, depth) = (req.phase == Phase::Fetching, req.fetch_depth);
+        let reserved = std::mem::take(&mut req.reserved);
+        self.reserved -= usize::from(reserved);
+        if let (true, Some(depth)) = (fetched, depth) {
+            self.fanout.record(usize::from(depth), deps);
+        }
+        let Some(req) = self.table.at_mut(slot) else {
+            return;
+        };
         if req.deps == 0 {
             self.complete(slot);
         } else {
@@ -1213,6 +1260,7 @@ impl Scheduler {
             let (key, staged, path_len) = (req.key, req.staged, req.path.len());
             let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
             let (fetch_depth, leaf) = (req.fetch_depth, req.leaf);
+            self.reserved -= usize::from(req.reserved);
             let data = req.data.take();
             let parents = std::mem::take(&mut req.parents);
             self.table.free(slot);

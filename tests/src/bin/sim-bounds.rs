@@ -53,6 +53,7 @@ fn main() {
         max_in_flight_per_peer: args
             .next()
             .and_then(|a| a.parse().ok())
+            .filter(|n| *n > 0)
             .unwrap_or(default.max_in_flight_per_peer),
         ..default
     };
