@@ -15,9 +15,9 @@ use crate::wire::MAX_HASHES_PER_REQUEST;
 pub struct EngineConfig {
     pub mode: SyncMode,
     pub max_fetches_per_depth: usize,
-    /// Requests the scheduler holds at most before it stops handing out more while anything
-    /// else can move ([`SchedulerConfig::max_pending`]): the bound on its memory, whatever
-    /// the state's size.
+    /// Requests the scheduler holds at most, counting the children expected of what is out,
+    /// before it slows handing out to what drains the table ([`SchedulerConfig::max_pending`]):
+    /// the bound on its memory, whatever the state's size.
     pub max_pending: usize,
     /// Items per request at most (geth's `MaxStateFetch`).
     pub max_items_per_request: usize,

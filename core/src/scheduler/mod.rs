@@ -32,8 +32,9 @@
 //! looked up, queued, fetched, or waiting for children. The hot
 //! path allocates nothing per item beyond the item's own data: parent lists are inline, a
 //! node's children are read in place from its RLP ([`visit_encoded`]), and each path is
-//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: past
-//! it, no more is handed out while anything else can move, and the table is sized for the
+//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: an
+//! item goes out while the table plus the children expected of everything out fit the bound
+//! (`fanout`), past it only a few of the deepest at a time, and the table is sized for the
 //! bound once a sync is large enough to need it, so that how far a large state's frontier
 //! happens to grow does not decide how much memory the sync takes.
 
@@ -86,11 +87,12 @@ pub struct SchedulerConfig {
     /// complete, so that another account referencing them completes without a store lookup
     /// (the most referenced stay). Bounds memory by configuration; 0 turns it off.
     pub recent_complete: usize,
-    /// Requests held at most (looked up, queued, fetched or waiting for children) before no
-    /// more is handed out while anything else can move: the bound on the scheduler's memory,
-    /// whatever the state's size (I5). The request table is sized for it, with room for what
-    /// is complete in the memory batch and for the children of what is in flight when the
-    /// bound is reached, once a sync holds a quarter of it.
+    /// Requests held at most (looked up, queued, fetched or waiting for children), counting
+    /// the children expected of what is fetched: the bound on the scheduler's memory,
+    /// whatever the state's size (I5). Past it, only a few items at a time go out (the
+    /// deepest, which drain the table). The request table is sized for it, with room for what
+    /// is complete in the memory batch and for the children of what is out past the bound,
+    /// once a sync holds a quarter of it.
     pub max_pending: usize,
 }
 
