@@ -113,7 +113,13 @@ pub struct PeerProgress {
     pub rtt_ms: f64,
     /// Items the next request to it would ask for.
     pub capacity: usize,
+    /// Requests outstanding.
     pub in_flight: usize,
+    /// Items those requests ask for.
+    pub outstanding: usize,
+    /// Items it may have outstanding: twice its bandwidth-delay product, within
+    /// `max_in_flight_per_peer` full requests.
+    pub window: usize,
     /// Useful items it delivered.
     pub served: u64,
     /// Timeouts and empty answers.

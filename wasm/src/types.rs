@@ -54,6 +54,11 @@ export interface PeerProgress {
   capacity: number;
   /** Requests outstanding. */
   inFlight: number;
+  /** Items those requests ask for. */
+  outstanding: number;
+  /** Items it may have outstanding: twice its bandwidth-delay product (its delivery rate ×
+   *  its shortest round trip), within `maxInFlight` full requests. */
+  window: number;
   /** Useful items it delivered. */
   served: number;
   /** Timeouts and empty answers. */

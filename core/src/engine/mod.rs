@@ -612,12 +612,9 @@ impl Engine {
         let order = self.peers.capacity_order(now, self.config.max_items());
         let mut budget = self.request_budget();
         self.store.budget_blocked = false;
-        let max_items = self.config.max_items();
         let cap = self.config.max_in_flight_per_peer.max(1);
-        // Before its first answer a peer gets a few full requests; then its pipe's window.
-        let initial = max_items * cap.min(INITIAL_REQUESTS);
         for (capacity, peer) in order {
-            let window = self.peers.window(peer, initial, initial, cap * max_items);
+            let window = self.window_of(peer);
             while self.peers.contains(peer) && self.requests.in_flight(peer) < cap {
                 // A request is sent whole or, while the peer has others out, not yet: a
                 // window's remainder would only make more, thinner requests.
@@ -646,6 +643,15 @@ impl Engine {
                 self.send_request(peer, tasks, now, (hedge, app_limited));
             }
         }
+    }
+
+    /// Items `peer` may have outstanding: a few full requests before its first answer, then
+    /// its pipe's window, within `max_in_flight_per_peer` full requests.
+    fn window_of(&self, peer: PeerId) -> usize {
+        let max_items = self.config.max_items();
+        let cap = self.config.max_in_flight_per_peer.max(1);
+        let initial = max_items * cap.min(INITIAL_REQUESTS);
+        self.peers.window(peer, initial, initial, cap * max_items)
     }
 
     /// Up to `n` tasks for `peer`: retries it has not refused first, then new work.

@@ -233,25 +233,36 @@ impl Peers {
         (p.penalty >= limit).then_some(p.penalty)
     }
 
-    /// Each peer's figures for a progress report; `in_flight` counts its requests.
-    pub fn report(
-        &self,
-        max_items: usize,
-        in_flight: impl Fn(PeerId) -> usize,
-    ) -> Vec<PeerProgress> {
+    /// Each peer's figures for a progress report; `load` says what is asked of it.
+    pub fn report(&self, max_items: usize, load: impl Fn(PeerId) -> PeerLoad) -> Vec<PeerProgress> {
         let target_rtt = self.round_trip.target_rtt_ms();
         self.table
             .iter()
-            .map(|(id, p)| PeerProgress {
-                peer: *id,
-                rtt_ms: p.rate.rtt_ms,
-                capacity: p.rate.capacity(target_rtt, max_items),
-                in_flight: in_flight(*id),
-                served: p.served,
-                failures: p.failures,
-                penalty: p.penalty,
-                head_root: p.head_root,
+            .map(|(id, p)| {
+                let load = load(*id);
+                PeerProgress {
+                    peer: *id,
+                    rtt_ms: p.rate.rtt_ms,
+                    capacity: p.rate.capacity(target_rtt, max_items),
+                    in_flight: load.in_flight,
+                    outstanding: load.outstanding,
+                    window: load.window,
+                    served: p.served,
+                    failures: p.failures,
+                    penalty: p.penalty,
+                    head_root: p.head_root,
+                }
             })
             .collect()
     }
+}
+
+/// What is asked of a peer now, for its progress figures.
+pub struct PeerLoad {
+    /// Requests outstanding.
+    pub in_flight: usize,
+    /// Items those requests ask for.
+    pub outstanding: usize,
+    /// Items it may have outstanding (its pipe's window).
+    pub window: usize,
 }

@@ -4,6 +4,7 @@
 
 use crate::progress::{EtaEstimator, Phase, Progress, RateMeter};
 
+use super::peers::PeerLoad;
 use super::{Engine, EngineError, Event, State, Stop};
 
 /// Session counters.
@@ -126,8 +127,10 @@ impl Engine {
             items_per_sec: self.reporting.meter.per_sec(),
             peers: self
                 .peers
-                .report(self.config.max_items_per_request, |peer| {
-                    self.requests.in_flight(peer)
+                .report(self.config.max_items_per_request, |peer| PeerLoad {
+                    in_flight: self.requests.in_flight(peer),
+                    outstanding: self.requests.outstanding_of(peer),
+                    window: self.window_of(peer),
                 }),
         }
     }

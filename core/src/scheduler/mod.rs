@@ -32,11 +32,11 @@
 //! looked up, queued, fetched, or waiting for children. The hot
 //! path allocates nothing per item beyond the item's own data: parent lists are inline, a
 //! node's children are read in place from its RLP ([`visit_encoded`]), and each path is
-//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: an
-//! item goes out while the table plus the children expected of everything out fit the bound
-//! (`fanout`), past it only a few of the deepest at a time, and the table is sized for the
-//! bound once a sync is large enough to need it, so that how far a large state's frontier
-//! happens to grow does not decide how much memory the sync takes.
+//! built once, packed into its entry. [`SchedulerConfig::max_pending`] bounds the table: it is
+//! sized for the bound (and a sixth) once a sync is large enough to need it, an item goes out
+//! while the table plus the children expected of everything out fit that (`fanout`), and past
+//! it only a few of the deepest at a time, so that how far a large state's frontier happens
+//! to grow does not decide how much memory the sync takes.
 
 mod buffers;
 mod fanout;
@@ -87,30 +87,35 @@ pub struct SchedulerConfig {
     /// complete, so that another account referencing them completes without a store lookup
     /// (the most referenced stay). Bounds memory by configuration; 0 turns it off.
     pub recent_complete: usize,
-    /// Requests held at most (looked up, queued, fetched or waiting for children), counting
-    /// the children expected of what is fetched: the bound on the scheduler's memory,
-    /// whatever the state's size (I5). Past it, only a few items at a time go out (the
-    /// deepest, which drain the table). The request table is sized for it, with room for what
-    /// is complete in the memory batch and for the children of what is out past the bound,
-    /// once a sync holds a quarter of it.
+    /// Requests held (looked up, queued, fetched or waiting for children): the bound on the
+    /// scheduler's memory, whatever the state's size (I5). Once a sync holds a quarter of it,
+    /// the request table is sized for it and a sixth more, and items are handed out while
+    /// what is held plus the children expected of what is out fit that; past it, only a few
+    /// at a time (the deepest, which drain the table).
     pub max_pending: usize,
 }
 
 /// Default of [`SchedulerConfig::recent_complete`]: about 2 MB of sets.
 pub const DEFAULT_RECENT_COMPLETE: usize = 32_768;
 
-/// How many items may wait on the host (looked up or fetched) while the table holds
-/// `max_pending` or more: the table's headroom over the bound (a sixth of it) divided by the
-/// most children one node can add (16), so that what is out cannot outgrow the table the
-/// bound sized; at least one, so the sync always moves.
+/// How many items may wait on the host (looked up or fetched) while the table is full: the
+/// table's headroom over `max_pending` divided by the most children one node can add (16), so
+/// that even full branches would not outgrow it by more than its headroom again; at least
+/// one, so the sync always moves.
 fn past_bound_flow(max_pending: usize) -> usize {
-    (headroom(max_pending) / 16).max(1)
+    (headroom(max_pending) / usize::from(fanout::MAX_CHILDREN)).max(1)
 }
 
-/// The table's room over [`SchedulerConfig::max_pending`]: for what completes in the memory
-/// batch and for the children of what is out when the bound is reached.
+/// The table's room over [`SchedulerConfig::max_pending`] (a sixth): for the estimates'
+/// errors, and for the deepest items that go out when it is full.
 fn headroom(max_pending: usize) -> usize {
     max_pending / 6
+}
+
+/// The entries the table is sized for once a sync needs it: what is held, plus the children
+/// expected of what is out, stays within this.
+fn table_capacity(max_pending: usize) -> usize {
+    max_pending.saturating_add(headroom(max_pending))
 }
 
 /// Default of [`SchedulerConfig::max_pending`]: with the headroom, a table of 2^17 slots
@@ -368,8 +373,6 @@ pub struct Scheduler {
     awaiting_host: usize,
     /// Children a fetched node brings, per depth, learned as nodes arrive.
     fanout: Fanout,
-    /// Table entries reserved for the children of what is fetched.
-    reserved: usize,
     /// Complete items in completion order: a child always before its parents, so any prefix
     /// can be written on its own without breaking I2.
     batch: VecDeque<Completed>,
@@ -468,7 +471,6 @@ impl Scheduler {
             fetches: Vec::new(),
             awaiting_host: 0,
             fanout: Fanout::default(),
-            reserved: 0,
             batch: VecDeque::new(),
             recent,
             batch_bytes: 0,
@@ -634,9 +636,11 @@ impl Scheduler {
     fn hand_out(&mut self, max: usize, mut emit: impl FnMut(StoreKey, &PackedPath)) {
         let mut count = 0;
         let max_pending = self.config.max_pending;
+        let capacity = table_capacity(max_pending);
         let past_bound_flow = past_bound_flow(max_pending);
         // Handing out adds no request to the table, so this holds for the whole call.
         let pending = self.pending();
+        let mut expected = self.fanout.expected();
         while let Some(top) = self.queue.peek() {
             if max != 0 && count >= max {
                 break;
@@ -667,10 +671,9 @@ impl Scheduler {
             // that takes fetching the queued items its waiting nodes hold: handing them out
             // one at a time (one round trip each) starved a sync for minutes. So the deepest
             // items keep going out while few wait on the host: those are mostly leaves, and
-            // even if all were full branches their children would fit in the table's headroom.
+            // even if all were full branches their children would fit in the headroom.
             let cost = self.fanout.estimate(depth);
-            let room =
-                pending + self.reserved + usize::from(cost) <= max_pending + headroom(max_pending);
+            let room = pending + expected + usize::from(cost) <= capacity;
             if !room && self.awaiting_host >= past_bound_flow {
                 break;
             }
@@ -682,8 +685,9 @@ impl Scheduler {
             self.awaiting_host += 1;
             req.phase = Phase::Fetching;
             req.fetch_depth = Some(depth as u8);
-            req.reserved = cost;
-            self.reserved += usize::from(cost);
+            req.out = true;
+            self.fanout.sent(depth);
+            expected += usize::from(cost);
             emit(req.key, &req.path);
             count += 1;
         }
@@ -1110,7 +1114,7 @@ impl Scheduler {
             return;
         }
         self.sized = true;
-        let capacity = bound.saturating_add(headroom(bound));
+        let capacity = table_capacity(bound);
         self.table
             .reserve(capacity.saturating_sub(self.table.len()));
         self.queue.reserve(bound.saturating_sub(self.queue.len()));
@@ -1225,11 +1229,10 @@ impl Scheduler {
         req.staged = staged;
         req.deps += deps;
         req.leaf = credit.leaf;
-        let (fetched, depth) = (req.phase == Phase::Fetching, req.fetch_depth);
-        let reserved = std::mem::take(&mut req.reserved);
-        self.reserved -= usize::from(reserved);
-        if let (true, Some(depth)) = (fetched, depth) {
-            self.fanout.record(usize::from(depth), deps);
+        if std::mem::take(&mut req.out) {
+            if let Some(depth) = req.fetch_depth {
+                self.fanout.answered(usize::from(depth), Some(deps));
+            }
         }
         let Some(req) = self.table.at_mut(slot) else {
             return;
@@ -1262,7 +1265,11 @@ impl Scheduler {
             let (key, staged, path_len) = (req.key, req.staged, req.path.len());
             let answered = matches!(req.phase, Phase::Checking | Phase::Fetching);
             let (fetch_depth, leaf) = (req.fetch_depth, req.leaf);
-            self.reserved -= usize::from(req.reserved);
+            if req.out {
+                if let Some(depth) = fetch_depth {
+                    self.fanout.answered(usize::from(depth), None);
+                }
+            }
             let data = req.data.take();
             let parents = std::mem::take(&mut req.parents);
             self.table.free(slot);

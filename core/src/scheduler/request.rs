@@ -34,8 +34,8 @@ pub(super) struct Request {
     pub leaf: bool,
     /// The depth counted in `fetches` while fetched or waiting.
     pub fetch_depth: Option<u8>,
-    /// Table entries reserved for its children while it is fetched (`Fanout::estimate`).
-    pub reserved: u8,
+    /// Counted among the items out in `Fanout` (handed out, answer not processed yet).
+    pub out: bool,
     /// Children not yet complete.
     pub deps: u32,
     /// Held from `process` until it completes (then it moves to the memory batch).
@@ -57,7 +57,7 @@ impl Request {
             staged: false,
             leaf: false,
             fetch_depth: None,
-            reserved: 0,
+            out: false,
             deps: 0,
             data: None,
             parents: parent.map_or(Parents::None, Parents::One),

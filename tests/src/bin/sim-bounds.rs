@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s]
+//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s] [max_items]
 //! ```
 //!
 //! After every simulator step the engine has asked for all it can, so the state it is left in
@@ -15,7 +15,10 @@
 //!   measured throughput × the target round trip, below `max_items_per_request`) and *thin*
 //!   (the requests are smaller than msgrate allows: there was no more to ask, so this is
 //!   depth too);
-//! - *budget*: slots are free but the request budget is 0: the items asked plus the answer
+//! - *window*: slots are free, but every usable peer has its pipe's window out (no whole
+//!   request of msgrate's size fits in what is left of it): capacity as the engine measures
+//!   each peer, twice its delivery rate × its shortest round trip;
+//! - *budget*: slots and windows are free but the request budget is 0: the items asked plus the answer
 //!   blobs held unverified (while the unwritten batch is full) fill the ask cap,
 //!   `ASK_BATCHES` batches (4 × 8,192 items / 1 MiB): capacity, set by the batch and the
 //!   store's pace;
@@ -37,6 +40,7 @@ struct Causes {
     full: u64,
     sized: u64,
     thin: u64,
+    window: u64,
     budget: u64,
     depth: u64,
     /// Sum of outstanding items × ms, to give the mean pipe fill.
@@ -73,6 +77,18 @@ fn main() {
     };
     // Each peer's link, KB/s each way (none: unlimited).
     let bandwidth: Option<u64> = args.next().and_then(|a| a.parse().ok()).filter(|b| *b > 0);
+    // Items per request at most (the protocol allows 1,024).
+    let engine = match args
+        .next()
+        .and_then(|a| a.parse::<usize>().ok())
+        .filter(|i| *i > 0)
+    {
+        Some(items) => EngineConfig {
+            max_items_per_request: items,
+            ..engine
+        },
+        None => engine,
+    };
     let peers = 4;
     let slot_items = peers * engine.max_in_flight_per_peer * engine.max_items_per_request;
     println!(
@@ -81,9 +97,9 @@ fn main() {
         engine.max_in_flight_per_peer, engine.max_items_per_request, engine.batch_items
     );
     println!(
-        "| seed | items | levels | depth bound s | slots bound s | budget bound s | sync s | depth % | slots full % | slots sized % | slots thin % | budget % | connecting % | mean items out | peak out | peak held |"
+        "| seed | items | levels | depth bound s | slots bound s | budget bound s | sync s | depth % | slots full % | slots sized % | slots thin % | window % | budget % | connecting % | mean items out | peak out | peak held |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for seed in 0..seeds {
         let world = World::synthetic(accounts, seed);
         let levels = world.fetch_levels(world.root);
@@ -121,6 +137,7 @@ fn main() {
                 Cause::Full => causes.full += spent,
                 Cause::Sized => causes.sized += spent,
                 Cause::Thin => causes.thin += spent,
+                Cause::Window => causes.window += spent,
                 Cause::Budget => causes.budget += spent,
                 Cause::Depth => causes.depth += spent,
             }
@@ -134,13 +151,14 @@ fn main() {
         let total = sim.now().max(1) as f64;
         let share = |ms: u64| 100.0 * ms as f64 / total;
         println!(
-            "| {seed} | {} | {levels} | {depth_bound:.1} | {slots_bound:.1} | {budget_bound:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {seed} | {} | {levels} | {depth_bound:.1} | {slots_bound:.1} | {budget_bound:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
             world.items,
             total / 1000.0,
             share(causes.depth),
             share(causes.full),
             share(causes.sized),
             share(causes.thin),
+            share(causes.window),
             share(causes.budget),
             share(causes.connecting),
             causes.outstanding_ms / total,
@@ -156,6 +174,7 @@ enum Cause {
     Full,
     Sized,
     Thin,
+    Window,
     Budget,
     Depth,
 }
@@ -187,6 +206,13 @@ fn cause_now(sim: &Sim, engine: &EngineConfig) -> Cause {
         } else {
             Cause::Thin
         }
+    } else if progress
+        .peers
+        .iter()
+        .filter(|p| p.head_root.is_some())
+        .all(|p| p.in_flight > 0 && p.outstanding + p.capacity > p.window)
+    {
+        Cause::Window
     } else if sim.engine().request_budget() == 0 {
         Cause::Budget
     } else {
