@@ -250,11 +250,12 @@ function parseSimSweep(lines) {
   if (at < 0) throw new Error('no table header in the sim-sweep output');
   const header = cellsOf(lines[at]);
   if (header.join('|') !== SIM_COLUMNS.join('|')) throw new Error(`sim-sweep columns changed: "${header.join(' | ')}", expected "${SIM_COLUMNS.join(' | ')}"`);
+  if (!/^\|(-+\|)+$/.test(lines[at + 1] ?? '')) throw new Error(`no rule under the sim-sweep header: "${lines[at + 1]}"`);
   const runs = [];
   for (const line of lines.slice(at + 2)) {
     const cells = cellsOf(line);
+    if (cells.length !== SIM_COLUMNS.length || !cells.slice(1).every((c) => /^\d+(\.\d+)?$/.test(c))) throw new Error(`unexpected sim-sweep row "${line}"`);
     const numbers = cells.slice(1).map(Number);
-    if (cells.length !== SIM_COLUMNS.length || numbers.some((n) => !Number.isFinite(n))) throw new Error(`unexpected sim-sweep row "${line}"`);
     const [rtt, peers, seed, items, levels, rate, seconds, depthBound, requests, top, dup] = numbers;
     runs.push({ bandwidth: cells[0], rtt_ms: rtt, peers, seed, items, levels, items_per_virtual_sec: rate, virtual_s: seconds, depth_bound_s: depthBound, requests, top_peer_share: top / 100, duplicates: dup });
   }
