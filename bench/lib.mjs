@@ -94,21 +94,37 @@ export function memoryStore() {
  * (setImmediate), and the time spent in `source.answer` (serving, which on a network runs
  * elsewhere) is measured and subtracted. With latency each answer arrives `latencyMs` after its
  * request (the round trip), and the wall time is reported as is: serving overlaps the wait.
+ * With `kbps` (kilobytes a second) each peer also sends its answers over a link of that rate,
+ * one after another: an answer leaves when the request has reached the peer (half the round
+ * trip) and the peer's earlier answers have been sent, takes its bytes / rate to send, and
+ * arrives half a round trip later.
  * Resolves with `{ ms, wallMs, servingMs, progress }`.
  */
-export async function syncInProcess({ wasm, source, peers = 4, latencyMs = 0, options = {} }) {
+export async function syncInProcess({ wasm, source, peers = 4, latencyMs = 0, kbps = 0, options = {} }) {
   const sync = new wasm.StateSync({ root: source.root, progressIntervalMs: 3_600_000, ...options });
   let servingMs = 0;
   const status = source.statusFrame(1);
+  const slow = latencyMs > 0 || kbps > 0;
   for (let id = 1; id <= peers; id++) {
     const deliver = (frame) => sync.receive(id, frame);
+    // When this peer's link has sent everything queued on it (kbps only).
+    let linkFreeAt = 0;
     sync.addPeer(id, (frame) => {
       const t0 = performance.now();
       const answer = source.answer(frame);
       servingMs += performance.now() - t0;
       if (!answer) return;
-      if (latencyMs > 0) setTimeout(deliver, latencyMs, answer);
-      else setImmediate(deliver, answer);
+      if (!slow) {
+        setImmediate(deliver, answer);
+        return;
+      }
+      let arrival = t0 + latencyMs;
+      if (kbps > 0) {
+        const sent = Math.max(t0 + latencyMs / 2, linkFreeAt) + answer.byteLength / kbps;
+        linkFreeAt = sent;
+        arrival = sent + latencyMs / 2;
+      }
+      setTimeout(deliver, Math.max(0, arrival - performance.now()), answer);
     });
   }
   const started = performance.now();
@@ -118,7 +134,7 @@ export async function syncInProcess({ wasm, source, peers = 4, latencyMs = 0, op
   const wallMs = performance.now() - started;
   sync.free();
   if (progress?.phase !== 'done') throw new Error(`sync ended in phase ${progress?.phase}`);
-  const ms = latencyMs > 0 ? wallMs : wallMs - servingMs;
+  const ms = slow ? wallMs : wallMs - servingMs;
   return { ms, wallMs, servingMs, progress };
 }
 

@@ -1,7 +1,7 @@
 // The WebAssembly engine in Node.js on one state; prints one JSON line on stdout.
 //
 //   node bench/node-wasm.mjs --state synthetic:100000 [--repeat 3] [--min-total-ms 1000] [--peers 4]
-//        [--latency-ms 100 --in-flight 1,2,4,8 [--max-items N]] [--no-memory]
+//        [--latency-ms 100,300 [--kbps 1000] [--in-flight N,...] [--max-items N]] [--no-memory]
 //
 // - limit: `StateSource.benchLimit()`, keccak-256 and node decoding of every item timed inside
 //   wasm (best of --repeat, and of at least a second of runs for small states);
@@ -11,9 +11,16 @@
 // - memory: a StateSync in a fresh wasm instance (its own linear memory), over a store that
 //   discards writes and finds nothing (as bench-native): the instance's memory size at the end
 //   is its peak, since linear memory never shrinks; the largest of --repeat such passes;
-// - latency (with --latency-ms): each answer arrives that many ms after its request, once per
-//   --in-flight setting (requests outstanding per peer), wall time as is; --max-items sets the
-//   items per request of these runs (default: the engine's, 384).
+// - latency (with --latency-ms): one sync per round trip listed, each answer arriving that many
+//   ms after its request, wall time as is, the engine's defaults (it sizes its requests from
+//   each peer's bandwidth-delay product). Beside each: the ratio to zero latency, and the two
+//   bounds no sync can beat: the depth bound (the state's fetch levels × the round trip) and
+//   the zero-latency time;
+// - bandwidth (with --kbps, at the first --latency-ms): each peer also sends its answers no
+//   faster than that many KB/s, one after another; beside it the link bound (the state's bytes
+//   / (peers × rate)) and the ratio to it;
+// - --in-flight N,... (optional) repeats the latency rows with `maxInFlight` set to each N (the
+//   default is the engine's cap); --max-items sets the items per request of these runs.
 //
 // The state being served lives in its own wasm instance, apart from the engine's.
 
@@ -24,12 +31,16 @@ const spec = args.state ?? 'genesis';
 const repeat = Number(args.repeat ?? 3);
 const peers = Number(args.peers ?? 4);
 const minTotalMs = Number(args['min-total-ms'] ?? 1000);
-const latencyMs = Number(args['latency-ms'] ?? 0);
+const numbers = (arg) =>
+  String(arg ?? '')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0);
+const latencies = numbers(args['latency-ms']);
+const kbps = Number(args.kbps ?? 0);
 const maxItems = args['max-items'] ? Number(args['max-items']) : undefined;
-const inFlight = String(args['in-flight'] ?? '1,2,4,8')
-  .split(',')
-  .map(Number)
-  .filter((n) => n > 0);
+// undefined: the engine's default.
+const inFlight = args['in-flight'] ? numbers(args['in-flight']) : [undefined];
 const state = parseStateSpec(spec);
 
 const served = await loadWasm();
@@ -99,17 +110,47 @@ if (!args['no-memory']) {
   log(`${state.name}: engine wasm memory ${passes.map((p) => (p.peak / 2 ** 20).toFixed(1)).join(', ')} MiB over ${passes.length} pass(es) (initial ${(worst.initial / 2 ** 20).toFixed(1)} MiB), at most ${result.max_live_entries} live scheduler entries`);
 }
 
-// Latency-bound: the same sync with every answer arriving latencyMs after its request.
-if (latencyMs > 0) {
-  result.latency_ms = latencyMs;
+// Latency- and bandwidth-bound: the same sync through slow links, engine defaults unless
+// --in-flight overrides them.
+if (latencies.length) {
+  t0 = performance.now();
+  const levels = source.fetchLevels();
+  result.levels = levels;
+  log(`${state.name}: ${levels} fetch levels (${Math.round(performance.now() - t0)} ms to count)`);
   result.latency_max_items = maxItems ?? null;
   result.latency = [];
-  for (const n of inFlight) {
-    const r = await syncInProcess({ wasm: engineInstance.wasm, source, peers, latencyMs, options: { memory: true, maxInFlight: n, ...(maxItems ? { maxItemsPerRequest: maxItems } : {}) } });
-    checkProcessed(r.progress);
-    const rate = items / (r.ms / 1000);
-    result.latency.push({ in_flight: n, ms: r.ms, items_per_sec: rate, to_zero_latency: rate / result.engine_items_per_sec });
-    log(`${state.name}: ${latencyMs} ms RTT, ${n} in flight per peer: ${Math.round(rate)} items/s (${(rate / result.engine_items_per_sec).toFixed(3)} of zero latency)`);
+  const runs = latencies.map((latencyMs) => ({ latencyMs, kbps: 0 }));
+  if (kbps > 0) runs.push({ latencyMs: latencies[0], kbps });
+  for (const { latencyMs, kbps } of runs) {
+    for (const n of inFlight) {
+      const options = { memory: true, ...(n ? { maxInFlight: n } : {}), ...(maxItems ? { maxItemsPerRequest: maxItems } : {}) };
+      const r = await syncInProcess({ wasm: engineInstance.wasm, source, peers, latencyMs, kbps, options });
+      checkProcessed(r.progress);
+      const rate = items / (r.ms / 1000);
+      const depthBoundMs = levels * latencyMs;
+      // What the links can carry: every byte of the state over the peers' links side by side.
+      const linkBoundMs = kbps > 0 ? source.bytes / (peers * kbps) : null;
+      const row = {
+        latency_ms: latencyMs,
+        kbps: kbps || null,
+        in_flight: n ?? null,
+        ms: r.ms,
+        items_per_sec: rate,
+        to_zero_latency: rate / result.engine_items_per_sec,
+        depth_bound_ms: depthBoundMs,
+        zero_latency_ms: result.engine_ms,
+        // Over the larger of the two bounds: 1 is as fast as a sync can be.
+        to_bound: r.ms / Math.max(depthBoundMs, result.engine_ms),
+        link_bound_ms: linkBoundMs,
+        link_bound_to_ms: linkBoundMs ? linkBoundMs / r.ms : null,
+      };
+      result.latency.push(row);
+      const what = `${latencyMs} ms RTT${kbps ? `, ${kbps} KB/s per peer` : ''}${n ? `, ${n} in flight per peer` : ''}`;
+      const bounds = kbps
+        ? `link bound ${(linkBoundMs / 1000).toFixed(2)} s, ${row.link_bound_to_ms.toFixed(3)} of it`
+        : `depth bound ${levels} × ${latencyMs} ms = ${(depthBoundMs / 1000).toFixed(2)} s, zero latency ${(result.engine_ms / 1000).toFixed(2)} s, ${row.to_bound.toFixed(2)}× the larger`;
+      log(`${state.name}: ${what}: ${Math.round(rate)} items/s in ${(r.ms / 1000).toFixed(2)} s (${row.to_zero_latency.toFixed(3)} of zero latency; ${bounds})`);
+    }
   }
 }
 

@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { BENCH_DIR, REPO, ITEMS_PER_ACCOUNT, parseArgs, log, machineInfo, gitInfo } from './lib.mjs';
+import { BENCH_DIR, REPO, parseArgs, log, machineInfo, gitInfo } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const quick = Boolean(args.quick);
@@ -54,7 +54,6 @@ const plan = quick
       browserStates: ['genesis'],
       opfsStates: ['genesis'],
       latencyStates: ['synthetic:10000'],
-      inFlight: [1, 4],
       simSeeds: 1,
       simAccounts: 1_000,
     }
@@ -71,16 +70,23 @@ const plan = quick
       browserStates: ['genesis', 'synthetic:100000', 'synthetic:1000000'],
       // The OPFS store (issue 14's targets): beside the IndexedDB rows of the same states.
       opfsStates: ['synthetic:100000', 'synthetic:1000000'],
+      // Issue 12's latency rows: 100 and 300 ms, and 1 MB/s per peer at 100 ms, engine defaults.
+      // 1M items are 97 MB: 24 s at 4 × 1 MB/s, so the whole 1M state fits.
       latencyStates: ['synthetic:100000', 'synthetic:1000000'],
-      inFlight: [1, 2, 4, 8, 16],
       simSeeds: 3,
       simAccounts: 7_000,
     };
 const LATENCY_MS = 100;
-const DEFAULT_IN_FLIGHT = 16; // the engine's default max_in_flight_per_peer (a cap; the window follows the pipe)
-// The native state the simulator's zero-latency reference is measured on: the simulator's
-// accounts at bench-native's items-per-account, so bench-native generates the same accounts.
-const simReferenceSize = Math.round(plan.simAccounts * ITEMS_PER_ACCOUNT);
+// The round trips of the latency rows (the first also carries the bandwidth row) and each
+// in-process peer's rate there, KB/s.
+const LATENCIES_MS = [LATENCY_MS, 300];
+const PEER_KBPS = 1000;
+// States at least this large are held to ≥ 0.8 of their zero-latency rate at a round trip;
+// smaller ones, whose sync is a few round trips, to 1.3 × the larger of the depth bound and
+// their zero-latency time (issue 12).
+const RATE_TARGET_ITEMS = 500_000;
+/** The columns of sim-sweep's table (tests/src/bin/sim-sweep.rs prints them). */
+const SIM_COLUMNS = ['bandwidth', 'rtt ms', 'peers', 'seed', 'items', 'levels', 'items/virtual s', 'virtual s', 'depth bound s', 'requests', 'top peer %', 'dup'];
 
 const results = {
   date: new Date().toISOString(),
@@ -90,7 +96,7 @@ const results = {
   cargo_profile: cargoProfile,
   machine: machineInfo(),
   git: gitInfo(),
-  plan: { ...plan, latencyMs: LATENCY_MS, peers: 4 },
+  plan: { ...plan, latencyMs: LATENCY_MS, latenciesMs: LATENCIES_MS, peerKbps: PEER_KBPS, peers: 4 },
   native: [],
   wasm: [],
   e2e: [],
@@ -110,7 +116,6 @@ if (!args['no-build'] && (want('wasm') || want('e2e') || want('product') || want
 
 if (want('native')) {
   const sizes = [...plan.nativeSizes];
-  if (want('sim') && !sizes.includes(simReferenceSize)) sizes.unshift(simReferenceSize);
   const lines = await step('native: bench-native (limit, engine, peak heap)', 'cargo', [
     'run', '-q', ...cargoProfileArgs, '--locked', '-p', 'statesync-tests', '--bin', 'bench-native', '--',
     '--sizes', sizes.join(','), '--peers', '4', '--repeat', String(repeat),
@@ -120,10 +125,12 @@ if (want('native')) {
 
 if (want('wasm') || want('latency')) {
   for (const state of plan.wasmStates) {
-    const latency = want('latency') && plan.latencyStates.includes(state) ? ['--latency-ms', String(LATENCY_MS), '--in-flight', plan.inFlight.join(',')] : [];
+    const latency = want('latency') && plan.latencyStates.includes(state) ? ['--latency-ms', LATENCIES_MS.join(','), '--kbps', String(PEER_KBPS)] : [];
     if (!want('wasm') && !latency.length) continue;
-    const lines = await step(`wasm in Node: ${state}${latency.length ? ` (and ${LATENCY_MS} ms RTT)` : ''}`, process.execPath, [
-      path.join(BENCH_DIR, 'node-wasm.mjs'), '--state', state, '--repeat', String(repeat), '--min-total-ms', String(minTotalMs), '--peers', '4', ...latency,
+    // The memory passes belong to the wasm piece.
+    const memory = want('wasm') ? [] : ['--no-memory'];
+    const lines = await step(`wasm in Node: ${state}${latency.length ? ` (and ${LATENCIES_MS.join(', ')} ms RTT, ${PEER_KBPS} KB/s per peer)` : ''}`, process.execPath, [
+      path.join(BENCH_DIR, 'node-wasm.mjs'), '--state', state, '--repeat', String(repeat), '--min-total-ms', String(minTotalMs), '--peers', '4', ...latency, ...memory,
     ]);
     results.wasm.push(...jsonLines(lines));
   }
@@ -232,53 +239,45 @@ function jsonLines(lines) {
 }
 
 /**
- * sim-sweep prints Markdown for people: a header naming the accounts, then per bandwidth and
- * seed a row `| unlimited | 0 | 17521 | 7020 (2.5 s, 77 req, top peer 26%, dup 0) | … |` whose
- * columns follow `| bandwidth | seed | items | in flight 1 | 2 | 4 | 8 |`.
+ * sim-sweep prints Markdown for people: a line naming the state, then one row per bandwidth,
+ * round trip, number of peers and seed under a header of SIM_COLUMNS. A header or a row of
+ * another shape is an error (the binary changed; update SIM_COLUMNS and this parser with it),
+ * not rows quietly skipped.
  */
 function parseSimSweep(lines) {
-  const header = lines.find((l) => /^\|\s*bandwidth\s*\|/.test(l));
-  if (!header) throw new Error('no table header in the sim-sweep output');
-  const inFlight = header
-    .split('|')
-    .slice(4)
-    .map((c) => Number(c.replace(/in flight/, '').trim()))
-    .filter((n) => n > 0);
+  const cellsOf = (line) => line.split('|').slice(1, -1).map((c) => c.trim());
+  const at = lines.findIndex((l) => /^\|\s*bandwidth\s*\|/.test(l));
+  if (at < 0) throw new Error('no table header in the sim-sweep output');
+  const header = cellsOf(lines[at]);
+  if (header.join('|') !== SIM_COLUMNS.join('|')) throw new Error(`sim-sweep columns changed: "${header.join(' | ')}", expected "${SIM_COLUMNS.join(' | ')}"`);
+  if (!/^\|(-+\|)+$/.test(lines[at + 1] ?? '')) throw new Error(`no rule under the sim-sweep header: "${lines[at + 1]}"`);
   const runs = [];
-  for (const line of lines) {
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
-    if (cells.length !== 3 + inFlight.length || !/^\d+$/.test(cells[1] ?? '')) continue;
-    const [bandwidth, seed, items, ...rest] = cells;
-    rest.forEach((cell, i) => {
-      const m = /^(\d+) \(([\d.]+) s, (\d+) req, top peer (\d+)%, dup (\d+)\)$/.exec(cell);
-      if (!m) throw new Error(`unexpected sim-sweep cell "${cell}"`);
-      runs.push({
-        bandwidth,
-        seed: Number(seed),
-        items: Number(items),
-        in_flight: inFlight[i],
-        items_per_virtual_sec: Number(m[1]),
-        virtual_s: Number(m[2]),
-        requests: Number(m[3]),
-        top_peer_share: Number(m[4]) / 100,
-        duplicates: Number(m[5]),
-      });
-    });
+  for (const line of lines.slice(at + 2)) {
+    const cells = cellsOf(line);
+    if (cells.length !== SIM_COLUMNS.length || !cells.slice(1).every((c) => /^\d+(\.\d+)?$/.test(c))) throw new Error(`unexpected sim-sweep row "${line}"`);
+    const numbers = cells.slice(1).map(Number);
+    const [rtt, peers, seed, items, levels, rate, seconds, depthBound, requests, top, dup] = numbers;
+    runs.push({ bandwidth: cells[0], rtt_ms: rtt, peers, seed, items, levels, items_per_virtual_sec: rate, virtual_s: seconds, depth_bound_s: depthBound, requests, top_peer_share: top / 100, duplicates: dup });
   }
   if (!runs.length) throw new Error('no rows in the sim-sweep output');
-  const means = {};
+  const groups = new Map();
   for (const r of runs) {
-    const key = `${r.bandwidth}|${r.in_flight}`;
-    (means[key] ??= { bandwidth: r.bandwidth, in_flight: r.in_flight, rates: [], items: [] }).rates.push(r.items_per_virtual_sec);
-    means[key].items.push(r.items);
+    const key = `${r.bandwidth}|${r.rtt_ms}|${r.peers}`;
+    if (!groups.has(key)) groups.set(key, { bandwidth: r.bandwidth, rtt_ms: r.rtt_ms, peers: r.peers, runs: [] });
+    groups.get(key).runs.push(r);
   }
-  const summary = Object.values(means).map((m) => ({
-    bandwidth: m.bandwidth,
-    in_flight: m.in_flight,
-    mean_items_per_virtual_sec: m.rates.reduce((a, b) => a + b, 0) / m.rates.length,
-    mean_items: m.items.reduce((a, b) => a + b, 0) / m.items.length,
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const summary = [...groups.values()].map((g) => ({
+    bandwidth: g.bandwidth,
+    rtt_ms: g.rtt_ms,
+    peers: g.peers,
+    seeds: g.runs.length,
+    mean_items: mean(g.runs.map((r) => r.items)),
+    mean_items_per_virtual_sec: mean(g.runs.map((r) => r.items_per_virtual_sec)),
+    mean_virtual_s: mean(g.runs.map((r) => r.virtual_s)),
+    mean_depth_bound_s: mean(g.runs.map((r) => r.depth_bound_s)),
   }));
-  return { header: lines.slice(0, 2), in_flight: inFlight, runs, summary };
+  return { header: lines.slice(0, at + 1), runs, summary };
 }
 
 // ── the table ───────────────────────────────────────────────────────────────────────────
@@ -292,10 +291,9 @@ function buildRows(r) {
   };
   const native = new Map(r.native.map((n) => [n.state, n]));
   const wasm = new Map(r.wasm.map((w) => [w.state, w]));
-  const shown = (name) => name !== `synthetic-${simReferenceSize}` || plan.nativeSizes.includes(simReferenceSize);
 
   // The limit and the native engine.
-  for (const n of r.native.filter((n) => shown(n.state))) {
+  for (const n of r.native) {
     row('limit: keccak + decode, native', n.state, n.limit_items_per_sec, 'items/s');
     row('engine, native, memory store, 0 ms', n.state, n.engine_items_per_sec, 'items/s', n.engine_to_limit, { op: '>=', value: 0.7 }, { ratio_of: 'engine / native limit' });
     // The same two passes on the thread's CPU clock: on a shared machine, wall time also counts
@@ -369,22 +367,27 @@ function buildRows(r) {
     row('browser: engine → OPFS vs raw IndexedDB puts', o.state, o.sync_items_per_sec, 'items/s', idb ? o.sync_items_per_sec / idb : null, { op: '>=', value: 5 }, { ratio_of: 'OPFS sync rate / raw IndexedDB put rate' });
     row('browser: main thread, longest task during the OPFS sync', o.state, o.main_thread_longest_task_ms, 'ms', o.main_thread_longest_task_ms, { op: '<=', value: 50 }, { ratio_of: 'ms' });
   }
-  // Latency-bound, real time.
+  // Latency- and bandwidth-bound, real time, engine defaults (issue 12).
   for (const w of r.wasm.filter((w) => w.latency)) {
     for (const l of w.latency) {
-      const mark = l.in_flight === DEFAULT_IN_FLIGHT ? ' (default)' : '';
-      row(`${w.latency_ms} ms RTT, ${l.in_flight} in flight/peer${mark}, wasm in Node`, w.state, l.items_per_sec, 'items/s', l.to_zero_latency, { op: '>=', value: 0.8 }, { ratio_of: 'vs the 0 ms wasm engine, same state' });
+      const what = `${l.latency_ms} ms RTT${l.kbps ? `, ${l.kbps} KB/s per peer` : ''}, ${l.in_flight ? `${l.in_flight} in flight/peer` : 'defaults'}, wasm in Node`;
+      if (l.kbps) {
+        row(`${what} (link bound ${(l.link_bound_ms / 1000).toFixed(2)} s)`, w.state, l.items_per_sec, 'items/s', l.link_bound_to_ms, { op: '>=', value: 0.9 }, { ratio_of: 'link bound (state bytes / (4 peers × rate)) / sync time' });
+      } else if (w.items >= RATE_TARGET_ITEMS) {
+        row(what, w.state, l.items_per_sec, 'items/s', l.to_zero_latency, { op: '>=', value: 0.8 }, { ratio_of: 'vs the 0 ms wasm engine, same state' });
+      } else {
+        row(what, w.state, l.items_per_sec, 'items/s', l.to_zero_latency, null, { ratio_of: 'vs the 0 ms wasm engine, same state' });
+        const bounds = `depth ${w.levels} × ${l.latency_ms} ms = ${(l.depth_bound_ms / 1000).toFixed(2)} s, 0 ms ${(l.zero_latency_ms / 1000).toFixed(2)} s`;
+        row(`${what}: sync time (bounds: ${bounds})`, w.state, l.ms / 1000, 's', l.to_bound, { op: '<=', value: 1.3 }, { ratio_of: 'sync time / the larger bound' });
+      }
     }
   }
-  // Latency-bound, simulator (virtual time: the network's bound, CPU free).
-  if (r.sim) {
-    const reference = native.get(`synthetic-${simReferenceSize}`);
-    for (const s of r.sim.summary.filter((s) => s.bandwidth === 'unlimited')) {
-      const mark = s.in_flight === DEFAULT_IN_FLIGHT ? ' (default)' : '';
-      row(`${LATENCY_MS} ms RTT, ${s.in_flight} in flight/peer${mark}, simulator`, `sim ${plan.simAccounts} accounts`, s.mean_items_per_virtual_sec, 'items/virtual s', reference ? s.mean_items_per_virtual_sec / reference.engine_items_per_sec : null, { op: '>=', value: 0.8 }, {
-        ratio_of: `vs the 0 ms native engine on synthetic-${simReferenceSize}`,
-      });
-    }
+  // Round trip × peers × bandwidth, simulator (virtual time: the network's bound, CPU free).
+  for (const s of r.sim?.summary ?? []) {
+    const link = s.bandwidth === 'unlimited' ? '' : `, ${s.bandwidth} per peer`;
+    row(`${s.rtt_ms} ms RTT, ${s.peers} peer(s)${link}, defaults, simulator (${s.mean_virtual_s.toFixed(2)} virtual s)`, `sim ${plan.simAccounts} accounts`, s.mean_items_per_virtual_sec, 'items/virtual s', s.mean_virtual_s / s.mean_depth_bound_s, null, {
+      ratio_of: 'virtual s / depth bound (levels × RTT)',
+    });
   }
   // Memory.
   const heap = plan.memorySizes.map((s) => native.get(`synthetic-${s}`)).filter(Boolean);
@@ -405,7 +408,7 @@ function buildRows(r) {
 function formatFigure(value, unit) {
   if (value === null || value === undefined || !Number.isFinite(value)) return '—';
   if (unit === 'items/s' || unit === 'items/virtual s' || unit === 'items/CPU s') return Math.round(value).toLocaleString('en-US');
-  if (unit === '×') return value.toFixed(2);
+  if (unit === '×' || unit === 's') return value.toFixed(2);
   if (unit === 'ops' || unit === 'items') return Math.round(value).toLocaleString('en-US');
   return value.toFixed(1);
 }

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-profile_dir=target/wasm32-unknown-unknown/release
+# Cargo writes where CARGO_TARGET_DIR says, when set (a shared target directory).
+profile_dir="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release"
 wasm="$profile_dir/statesync_wasm.wasm"
 out=web/pkg
 stamp="$out/.built-from"

@@ -2,11 +2,14 @@
 //! server, tests and benchmarks. Also `answerFrom`, to serve from any store.
 
 use js_sys::{Array, Function, Uint8Array};
+use statesync_core::node::NodeChild;
 use statesync_core::serve::{answer, ServeLimits, ServeOutcome};
 use statesync_core::state::{build_genesis, parse_genesis_alloc};
 use statesync_core::synthetic::{generate, SyntheticConfig};
 use statesync_core::wire::{Message, Status, WireError, PROTOCOL_VERSION};
-use statesync_core::{BuiltState, StoreKey, H256};
+use statesync_core::{
+    Account, BuiltState, ItemKind, Nibbles, StoreKey, TrieNode, EMPTY_ROOT_HASH, H256, KECCAK_EMPTY,
+};
 use wasm_bindgen::prelude::*;
 
 use crate::js::error;
@@ -141,6 +144,49 @@ impl StateSource {
         }
         std::hint::black_box(decoded);
         crate::js::now_precise() - started
+    }
+
+    /// The state's dependency depth: its fetch levels breadth first from the root, where an
+    /// account's storage root and code are one level below the account's leaf (as
+    /// `World::fetch_levels` in the simulator). A sync needs at least this many round trips,
+    /// so benchmarks print levels × round trip beside their figures.
+    #[wasm_bindgen(js_name = fetchLevels)]
+    pub fn fetch_levels(&self) -> u32 {
+        let store = &self.state.store;
+        let mut seen = std::collections::HashSet::new();
+        // Each key with whether it is a node of the account trie (its leaves hold accounts).
+        let mut level = vec![(StoreKey::node(self.state.root), true)];
+        let mut levels = 0;
+        while !level.is_empty() {
+            levels += 1;
+            let mut next = Vec::new();
+            for (key, in_accounts) in level {
+                // A code is a level of its own, with nothing below it.
+                if !seen.insert(key) || key.kind == ItemKind::Code {
+                    continue;
+                }
+                let Some(node) = store.get(key).and_then(|b| TrieNode::decode(b).ok()) else {
+                    continue;
+                };
+                node.visit_children(&Nibbles::new(), &mut |child| match child {
+                    NodeChild::Hash { hash, .. } => next.push((StoreKey::node(hash), in_accounts)),
+                    NodeChild::Value { value, .. } if in_accounts => {
+                        if let Ok(account) = Account::decode(value) {
+                            if account.storage_root != EMPTY_ROOT_HASH {
+                                next.push((StoreKey::node(account.storage_root), false));
+                            }
+                            if account.code_hash != KECCAK_EMPTY {
+                                next.push((StoreKey::code(account.code_hash), false));
+                            }
+                        }
+                    }
+                    NodeChild::Value { .. } => {}
+                });
+            }
+            next.retain(|(key, _)| !seen.contains(key));
+            level = next;
+        }
+        levels
     }
 
     /// The value under a flat key.
