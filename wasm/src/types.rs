@@ -204,7 +204,8 @@ export interface SyncOptions extends StoreOptions {
   stallTimeoutMs?: number;
   /** Requests outstanding per peer at most (default 16, at most 64); within it the items out follow the peer's measured bandwidth-delay product. */
   maxInFlight?: number;
-  /** Hashes per request (default 384, at most 1024). */
+  /** Hashes per request at most (default 1024, the protocol's limit); each peer's requests
+   *  are sized from its measured rate within it. */
   maxItemsPerRequest?: number;
   /** Milliseconds between progress events while syncing (default 500). */
   progressIntervalMs?: number;

@@ -166,7 +166,7 @@ options:
                           is left, naming the first missing item; everything verified is
                           written first (default: wait for peers forever)
   --max-in-flight N       requests outstanding per peer at most (default 16)
-  --max-items N           items per request, at most 1024 (default 384)
+  --max-items N           items per request at most, 1 to 1024 (default 1024)
   --connect-timeout S     exit 4 when no peer is connected for S seconds (default 10;
                           0 waits forever)
   --progress-interval MS  time between progress events (default 250 on a terminal, else 500)

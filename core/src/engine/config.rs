@@ -19,7 +19,11 @@ pub struct EngineConfig {
     /// before it slows handing out to what drains the table ([`SchedulerConfig::max_pending`]):
     /// the bound on its memory, whatever the state's size.
     pub max_pending: usize,
-    /// Items per request at most (geth's `MaxStateFetch`).
+    /// Items per request at most: by default the protocol's 1,024 (geth's client asks for
+    /// 384, its `MaxStateFetch`; its servers answer up to 1,024). msgrate sizes each peer's
+    /// requests from its measured rate within this, so a slow peer gets small ones; on a
+    /// 100–300 ms link larger requests fill the pipe with fewer of them (simulator, 308k items:
+    /// 2.81 → 2.58 s at 100 ms, 7.93 → 6.78 s at 300 ms).
     pub max_items_per_request: usize,
     /// Requests one peer may have outstanding at most (a cap; geth allows one). Within it,
     /// the items out to a peer follow its measured bandwidth-delay product (`rate::Pipe`):
@@ -80,7 +84,7 @@ impl Default for EngineConfig {
             mode: SyncMode::State,
             max_fetches_per_depth: DEFAULT_MAX_FETCHES_PER_DEPTH,
             max_pending: DEFAULT_MAX_PENDING,
-            max_items_per_request: 384,
+            max_items_per_request: MAX_HASHES_PER_REQUEST,
             max_in_flight_per_peer: 16,
             batch_bytes: 1024 * 1024,
             batch_items: 8192,

@@ -10,6 +10,7 @@
 //!
 //! bench/run.mjs parses the table (`parseSimSweep`): change its columns in both places.
 
+use statesync_core::engine::EngineConfig;
 use statesync_tests::sim::{Latency, PeerSpec, Sim, SimConfig, World};
 
 const RTTS_MS: [u64; 3] = [20, 100, 300];
@@ -40,6 +41,9 @@ fn main() {
                         })
                         .collect();
                     let mut config = SimConfig::new("sim_sweep", seed, specs);
+                    // The engine's own defaults: SimConfig's small batches would make the
+                    // ask cap (four batches) what binds.
+                    config.engine = EngineConfig::default();
                     config.store_latency = Latency::new(5, 0);
                     let report = match Sim::new(config, world.clone()).run() {
                         Ok(report) => report,
