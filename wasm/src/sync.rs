@@ -142,6 +142,12 @@ const ENGINE_OPTIONS: &[EngineOption] = &[
         set: |c, v| c.progress_interval_ms = v,
     },
     EngineOption {
+        name: "maxPending",
+        min: 1,
+        max: 1 << 26,
+        set: |c, v| c.max_pending = v as usize,
+    },
+    EngineOption {
         name: "maxFetchesPerDepth",
         min: 1,
         max: 1 << 24,

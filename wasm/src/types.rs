@@ -209,7 +209,12 @@ export interface SyncOptions extends StoreOptions {
   maxItemsPerRequest?: number;
   /** Milliseconds between progress events while syncing (default 500). */
   progressIntervalMs?: number;
-  /** Scheduler entries fetched per trie depth at most (bounds memory). */
+  /** Entries the scheduler holds at most (default 98304, about 21 MB): the bound on its memory,
+   *  whatever the state's size. A larger bound lets more of a large state be on its way at
+   *  once: at 100–300 ms round trips 196608 syncs large states 1.3–1.6× faster (simulator),
+   *  for about 21 MB more. */
+  maxPending?: number;
+  /** Scheduler entries fetched or waiting per trie depth at most (default: as `maxPending`). */
   maxFetchesPerDepth?: number;
   /** Receives every event. Called synchronously from the engine; may call back into it. */
   onEvent?: (event: SyncEvent) => void;

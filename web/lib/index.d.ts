@@ -129,7 +129,7 @@ export interface StorageOptions {
 export type WebSocketConstructor = new (url: string) => object;
 
 /** The engine's own options, checked by the engine (`BAD_OPTION` when out of range). */
-export type EngineOptions = Pick<SyncOptions, 'switchRoot' | 'batchBytes' | 'batchItems' | 'batchIntervalMs' | 'stallTimeoutMs' | 'maxInFlight' | 'maxItemsPerRequest' | 'progressIntervalMs' | 'maxFetchesPerDepth'>;
+export type EngineOptions = Pick<SyncOptions, 'switchRoot' | 'batchBytes' | 'batchItems' | 'batchIntervalMs' | 'stallTimeoutMs' | 'maxInFlight' | 'maxItemsPerRequest' | 'progressIntervalMs' | 'maxPending' | 'maxFetchesPerDepth'>;
 
 export interface SyncStateOptions extends StorageOptions, EngineOptions {
   /** The trusted state root: `0x` and 64 hex digits. */

@@ -31,7 +31,7 @@ function isPeerUrl(v) {
 }
 
 /** Options the engine checks itself: passed to `new StateSync` unchanged. */
-export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'batchItems', 'batchIntervalMs', 'stallTimeoutMs', 'maxInFlight', 'maxItemsPerRequest', 'progressIntervalMs', 'maxFetchesPerDepth']);
+export const ENGINE_OPTIONS = Object.freeze(['switchRoot', 'batchBytes', 'batchItems', 'batchIntervalMs', 'stallTimeoutMs', 'maxInFlight', 'maxItemsPerRequest', 'progressIntervalMs', 'maxPending', 'maxFetchesPerDepth']);
 
 /** A browser database lives in the Origin Private File System or in IndexedDB. */
 export const STORAGE_KINDS = Object.freeze(['opfs', 'indexeddb']);

@@ -62,9 +62,13 @@ use recent::RecentKeys;
 use request::{PackedPath, Phase, QueueEntry, Request};
 use table::{Lookup, Slot, Table};
 
-/// geth's `maxFetchesPerDepth`: how many requests of one depth may be fetched or waiting for
-/// their children at once. It bounds the memory of a sync by depth rather than by state size.
-pub const DEFAULT_MAX_FETCHES_PER_DEPTH: usize = 16384;
+/// How many requests of one depth may be fetched or waiting for their children at once
+/// (geth's `maxFetchesPerDepth`, 16,384 there, its only memory bound). Here the table bound
+/// (`max_pending`, with room kept for the children of what is out) bounds memory, and at
+/// 16,384 the per-depth cap held back the frontier of large states at real round trips: with
+/// the wider ask cap, 827k items at 100 ms took 5.4 s in the simulator where the bound alone
+/// takes 5.2 s. So by default it is as large as the table's bound, and binds only if set.
+pub const DEFAULT_MAX_FETCHES_PER_DEPTH: usize = DEFAULT_MAX_PENDING;
 
 /// Nibbles in a state-trie key: the account trie's leaves are at this depth.
 pub const ACCOUNT_PATH_LEN: usize = 64;

@@ -4,7 +4,7 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s] [max_items]
+//! cargo run --release -p statesync-tests --bin sim-bounds [seeds] [accounts] [rtt_ms] [in_flight] [batch_items] [kb_per_s] [max_items] [max_pending]
 //! ```
 //!
 //! After every simulator step the engine has asked for all it can, so the state it is left in
@@ -85,6 +85,18 @@ fn main() {
     {
         Some(items) => EngineConfig {
             max_items_per_request: items,
+            ..engine
+        },
+        None => engine,
+    };
+    // The scheduler's table bound (I5).
+    let engine = match args
+        .next()
+        .and_then(|a| a.parse::<usize>().ok())
+        .filter(|i| *i > 0)
+    {
+        Some(max_pending) => EngineConfig {
+            max_pending,
             ..engine
         },
         None => engine,
