@@ -517,12 +517,7 @@ fn the_items_asked_are_not_capped_by_the_commit_batch() {
     let name = "the_items_asked_are_not_capped_by_the_commit_batch";
     let summary = run_seeds(name, 1, |seed| {
         let sync = |engine: EngineConfig| {
-            let peers = (0..4)
-                .map(|_| PeerSpec {
-                    latency: Latency::rtt(100, 10),
-                    ..PeerSpec::default()
-                })
-                .collect();
+            let peers = (0..4).map(|_| PeerSpec::honest(100, 10)).collect();
             let mut config = SimConfig::new(name, seed, peers);
             config.engine = engine;
             config.store_latency = Latency::new(5, 0);
@@ -887,12 +882,7 @@ fn a_table_past_max_pending_drains_at_speed() {
     let name = "a_table_past_max_pending_drains_at_speed";
     let summary = run_seeds(name, 2, |seed| {
         let sync = |max_pending: usize, live_bound: Option<usize>| {
-            let peers = (0..4)
-                .map(|_| PeerSpec {
-                    latency: Latency::rtt(100, 10),
-                    ..PeerSpec::default()
-                })
-                .collect();
+            let peers = (0..4).map(|_| PeerSpec::honest(100, 10)).collect();
             let mut config = SimConfig::new(name, seed, peers);
             config.engine = EngineConfig {
                 max_pending,

@@ -122,9 +122,8 @@ fn main() {
         let budget_bound = (items / ask_cap).ceil() * rtt as f64 / 1000.0;
         let specs = (0..peers)
             .map(|_| PeerSpec {
-                latency: Latency::rtt(rtt, 10),
                 bandwidth,
-                ..PeerSpec::default()
+                ..PeerSpec::honest(rtt, 10)
             })
             .collect();
         let mut config = SimConfig::new("sim_bounds", seed, specs);

@@ -35,9 +35,8 @@ fn main() {
                 for peers in PEERS {
                     let specs = (0..peers)
                         .map(|_| PeerSpec {
-                            latency: Latency::rtt(rtt, 10),
                             bandwidth,
-                            ..PeerSpec::default()
+                            ..PeerSpec::honest(rtt, 10)
                         })
                         .collect();
                     let mut config = SimConfig::new("sim_sweep", seed, specs);
