@@ -184,7 +184,7 @@ impl Pipe {
         self.rate_at = now;
     }
 
-    /// Items that may be outstanding to this peer: [`PIPE_GAIN`] × its bandwidth-delay
+    /// Items that may be outstanding to this peer: twice (`PIPE_GAIN`) its bandwidth-delay
     /// product, within `[floor, cap]`; `initial` until it has answered.
     pub fn window(&self, initial: usize, floor: usize, cap: usize) -> usize {
         let cap = cap.max(1);

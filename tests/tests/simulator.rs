@@ -535,13 +535,7 @@ fn the_items_asked_are_not_capped_by_the_commit_batch() {
         let batch = engine.batch_items as u64;
         let report = sync(engine)?;
         let unbounded = sync(lifted)?;
-        let fail = |message: String| SimError {
-            name: name.to_string(),
-            seed,
-            now: report.virtual_ms,
-            steps: report.steps,
-            message,
-        };
+        let fail = |message: String| SimError::after(name, seed, &report, message);
         if report.max_outstanding <= batch {
             return Err(fail(format!(
                 "at most {} items asked at once, within one batch of {batch}",
@@ -791,13 +785,7 @@ fn resume_after_a_crash_fetches_only_what_is_missing() {
         }
         let committed_at_crash = committed_at_crash.unwrap_or(0) as u64;
         let resumed = sim.run()?;
-        let fail = |message: String| SimError {
-            name: name.to_string(),
-            seed,
-            now: resumed.virtual_ms,
-            steps: resumed.steps,
-            message,
-        };
+        let fail = |message: String| SimError::after(name, seed, &resumed, message);
         if resumed.crashes != 1 {
             return Err(fail(format!("{} crashes", resumed.crashes)));
         }
@@ -900,13 +888,7 @@ fn a_table_past_max_pending_drains_at_speed() {
         // Requests held (bound + headroom), their queue slots, and stale slots: twice the table.
         let live_bound = 2 * (bound + bound / 6);
         let report = sync(bound, Some(live_bound))?;
-        let fail = |message: String| SimError {
-            name: name.to_string(),
-            seed,
-            now: report.virtual_ms,
-            steps: report.steps,
-            message,
-        };
+        let fail = |message: String| SimError::after(name, seed, &report, message);
         if report.virtual_ms > 3 * unbounded.virtual_ms {
             return Err(fail(format!(
                 "{} ms with max_pending {bound}, more than 3x the {} ms without it",

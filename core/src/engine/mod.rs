@@ -66,6 +66,7 @@ use crate::wire::{Message, WireError, PROTOCOL_VERSION};
 
 pub use config::{ConfigError, EngineConfig};
 pub use event::{DisconnectReason, EngineError, Event, PeerId, Transmit};
+pub use peers::PeerLoad;
 pub use store_ops::{StoreAction, StoreFailure, StoreFailureKind, StoreOp, StoreResult};
 
 use answer::match_answer;
@@ -517,13 +518,14 @@ impl Engine {
         self.requests.outstanding_items()
     }
 
-    /// Requests `peer` has out and the items they ask for: within `max_in_flight_per_peer`
-    /// and that many full requests, its window's caps.
-    pub fn peer_load(&self, peer: PeerId) -> (usize, usize) {
-        (
-            self.requests.in_flight(peer),
-            self.requests.outstanding_of(peer),
-        )
+    /// What is asked of `peer` now: its requests out and their items (within
+    /// `max_in_flight_per_peer` and that many full requests), and its window.
+    pub fn peer_load(&self, peer: PeerId) -> PeerLoad {
+        PeerLoad {
+            in_flight: self.requests.in_flight(peer),
+            outstanding: self.requests.outstanding_of(peer),
+            window: self.window_of(peer),
+        }
     }
 
     /// Blobs held unverified until the store catches up, and their payload bytes.

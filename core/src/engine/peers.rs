@@ -257,7 +257,9 @@ impl Peers {
     }
 }
 
-/// What is asked of a peer now, for its progress figures.
+/// What is asked of a peer now ([`Engine::peer_load`](super::Engine::peer_load)): its progress
+/// figures, and what the simulator checks against the caps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerLoad {
     /// Requests outstanding.
     pub in_flight: usize,

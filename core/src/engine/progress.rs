@@ -4,7 +4,6 @@
 
 use crate::progress::{EtaEstimator, Phase, Progress, RateMeter};
 
-use super::peers::PeerLoad;
 use super::{Engine, EngineError, Event, State, Stop};
 
 /// Session counters.
@@ -127,10 +126,8 @@ impl Engine {
             items_per_sec: self.reporting.meter.per_sec(),
             peers: self
                 .peers
-                .report(self.config.max_items_per_request, |peer| PeerLoad {
-                    in_flight: self.requests.in_flight(peer),
-                    outstanding: self.requests.outstanding_of(peer),
-                    window: self.window_of(peer),
+                .report(self.config.max_items_per_request, |peer| {
+                    self.peer_load(peer)
                 }),
         }
     }

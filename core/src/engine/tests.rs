@@ -504,6 +504,25 @@ fn a_failed_commit_is_sent_again_once_on_resume_and_only_then() {
     assert_eq!(net.memory().keys(), state.store.keys());
 }
 
+/// Drives `net` with a store slower than its peers: every request is answered, then one store
+/// operation runs; `each` sees the net before and after every round of answers (with its
+/// requests out, then with their answers taken in). Stops when the engine finishes (or after
+/// 100,000 rounds; the caller asserts that it is done).
+fn drive_with_a_slow_store(net: &mut TestNet<'_>, mut each: impl FnMut(&TestNet<'_>)) {
+    for _ in 0..100_000 {
+        each(net);
+        net.answer_all();
+        each(net);
+        if let Some(op) = net.engine.poll_store_op() {
+            net.run_op(op);
+        }
+        net.collect_events();
+        if net.engine.is_finished() {
+            break;
+        }
+    }
+}
+
 #[test]
 fn unwritten_items_never_exceed_one_batch_with_a_slow_store() {
     let state = generate(&SyntheticConfig::new(1_000, 4));
@@ -515,20 +534,11 @@ fn unwritten_items_never_exceed_one_batch_with_a_slow_store() {
     for peer in 1..=3 {
         net.join(peer);
     }
-    // The store runs one op per round of answers: peers are faster than it.
     let mut peak = 0;
-    for _ in 0..100_000 {
-        net.answer_all();
+    drive_with_a_slow_store(&mut net, |net| {
         peak = peak.max(net.engine.unwritten().0);
         assert!(net.engine.unwritten().0 <= 200);
-        if let Some(op) = net.engine.poll_store_op() {
-            net.run_op(op);
-        }
-        net.collect_events();
-        if net.engine.is_finished() {
-            break;
-        }
-    }
+    });
     assert!(net.engine.is_done());
     assert!(peak > 100, "the bound was never approached ({peak})");
     let largest = net
@@ -560,23 +570,14 @@ fn answers_beyond_the_unwritten_batch_are_held_until_the_store_catches_up() {
     assert_eq!(cap, ASK_BATCHES * 200);
     let mut peak_held = 0;
     let mut peak_out = 0;
-    for _ in 0..100_000 {
-        peak_out = peak_out.max(net.engine.outstanding_items());
-        net.answer_all();
+    drive_with_a_slow_store(&mut net, |net| {
         let (held, _) = net.engine.held();
         let out = net.engine.outstanding_items();
         peak_held = peak_held.max(held);
         peak_out = peak_out.max(out);
         assert!(held + out <= cap, "{held} held and {out} asked over {cap}");
         assert!(net.engine.unwritten().0 <= 200);
-        if let Some(op) = net.engine.poll_store_op() {
-            net.run_op(op);
-        }
-        net.collect_events();
-        if net.engine.is_finished() {
-            break;
-        }
-    }
+    });
     assert!(net.engine.is_done());
     assert!(peak_held > 0, "nothing was ever held");
     assert!(

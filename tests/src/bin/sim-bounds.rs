@@ -49,58 +49,35 @@ struct Causes {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let seeds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    let accounts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7_000);
-    let rtt: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
-    let default = EngineConfig::default();
-    let engine = EngineConfig {
-        max_in_flight_per_peer: args
-            .next()
-            .and_then(|a| a.parse().ok())
+    // Each argument in order; absent, unparsable or 0: the default.
+    let mut next = || {
+        args.next()
+            .and_then(|a| a.parse::<u64>().ok())
             .filter(|n| *n > 0)
-            .unwrap_or(default.max_in_flight_per_peer),
-        ..default
     };
+    let seeds = next().unwrap_or(3);
+    let accounts = next().unwrap_or(7_000) as usize;
+    let rtt = next().unwrap_or(100);
+    let mut engine = EngineConfig::default();
+    if let Some(n) = next() {
+        engine.max_in_flight_per_peer = n as usize;
+    }
     // A larger batch (and its bytes in the default proportion, 128 bytes an item) shows what
     // the unwritten budget costs.
-    let engine = match args
-        .next()
-        .and_then(|a| a.parse::<usize>().ok())
-        .filter(|i| *i > 0)
-    {
-        Some(items) => EngineConfig {
-            batch_items: items,
-            batch_bytes: items * (engine.batch_bytes / engine.batch_items),
-            ..engine
-        },
-        None => engine,
-    };
+    if let Some(items) = next() {
+        engine.batch_bytes = items as usize * (engine.batch_bytes / engine.batch_items);
+        engine.batch_items = items as usize;
+    }
     // Each peer's link, KB/s each way (none: unlimited).
-    let bandwidth: Option<u64> = args.next().and_then(|a| a.parse().ok()).filter(|b| *b > 0);
+    let bandwidth = next();
     // Items per request at most (the protocol allows 1,024).
-    let engine = match args
-        .next()
-        .and_then(|a| a.parse::<usize>().ok())
-        .filter(|i| *i > 0)
-    {
-        Some(items) => EngineConfig {
-            max_items_per_request: items,
-            ..engine
-        },
-        None => engine,
-    };
+    if let Some(items) = next() {
+        engine.max_items_per_request = items as usize;
+    }
     // The scheduler's table bound (I5).
-    let engine = match args
-        .next()
-        .and_then(|a| a.parse::<usize>().ok())
-        .filter(|i| *i > 0)
-    {
-        Some(max_pending) => EngineConfig {
-            max_pending,
-            ..engine
-        },
-        None => engine,
-    };
+    if let Some(max_pending) = next() {
+        engine.max_pending = max_pending as usize;
+    }
     let peers = 4;
     let slot_items = peers * engine.max_in_flight_per_peer * engine.max_items_per_request;
     println!(

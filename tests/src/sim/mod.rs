@@ -164,6 +164,19 @@ pub struct SimError {
     pub message: String,
 }
 
+impl SimError {
+    /// A check that a test makes on a finished run's `report` failed.
+    pub fn after(name: &str, seed: u64, report: &Report, message: String) -> SimError {
+        SimError {
+            name: name.to_string(),
+            seed,
+            now: report.virtual_ms,
+            steps: report.steps,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -646,7 +659,8 @@ impl Sim {
         let max_requests = engine_config.max_in_flight_per_peer.max(1);
         let max_items = max_requests * engine_config.max_items_per_request.clamp(1, 1024);
         for peer in 0..self.peers.len() as u64 {
-            let (requests, items) = self.engine.peer_load(peer);
+            let load = self.engine.peer_load(peer);
+            let (requests, items) = (load.in_flight, load.outstanding);
             if requests > max_requests || items > max_items {
                 return Err(self.error(format!(
                     "peer {peer} has {requests} requests and {items} items out, over the caps \
